@@ -1,0 +1,56 @@
+# imdb-finetune. Two commands: `make setup`, then `make test` (or any experiment below).
+#   DATA_DIR=path   read IMDB from a folder with train.parquet/test.parquet (else $IMDB_DATA_DIR, else the Hub)
+#   OUT=path        the run folder of an experiment
+#   ARGS="--key value ..."  any other setting of that experiment's config
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch for `make setup`: a CUDA build where nvidia-smi finds a GPU, else the CPU build.
+TORCH_VERSION ?= 2.13.0
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+
+DATA_ARG = $(if $(DATA_DIR),--data_dir $(DATA_DIR))
+OUT_ARG = $(if $(OUT),--output_dir $(OUT))
+RUN_ARGS = $(DATA_ARG) $(OUT_ARG) $(ARGS)
+export HF_HUB_DISABLE_TELEMETRY = 1
+
+.PHONY: setup torch test baseline export-splits clean
+
+setup: $(PY) torch
+	$(PY) -m pip install -e ".[dev]"
+	$(PY) -c "import torch; print('torch', torch.__version__, '| CUDA available:', torch.cuda.is_available())"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Installs torch before the package so that the package's torch range is already met. Order of preference:
+# torch already importable -> keep it; a GPU -> the default (CUDA) wheel from PyPI; no GPU -> a CPU wheel that pip
+# finds without an index (a local wheel, as on our machines), else the CPU wheel from PyTorch's CPU index.
+torch: $(PY)
+	@if $(PY) -c "import torch" 2>/dev/null; then \
+		echo "torch already installed: $$($(PY) -c 'import torch; print(torch.__version__)')"; \
+	elif nvidia-smi -L >/dev/null 2>&1; then \
+		echo "GPU found: installing CUDA torch==$(TORCH_VERSION)"; \
+		$(PY) -m pip install "torch==$(TORCH_VERSION)"; \
+	elif $(PY) -m pip install -q --no-index --no-deps "torch==$(TORCH_VERSION)" 2>/dev/null; then \
+		echo "no GPU: using the local CPU build of torch==$(TORCH_VERSION)"; \
+		$(PY) -m pip install "torch==$(TORCH_VERSION)"; \
+	else \
+		echo "no GPU: installing CPU torch==$(TORCH_VERSION) from $(TORCH_CPU_INDEX)"; \
+		$(PY) -m pip install "torch==$(TORCH_VERSION)" --index-url $(TORCH_CPU_INDEX); \
+	fi
+
+# Tests never touch the network: no Hub, W&B offline.
+test:
+	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest $(PYTEST_ARGS)
+
+baseline:
+	$(PY) -m baseline.tfidf --config configs/baseline.yaml $(RUN_ARGS)
+
+# make export-splits PROTOCOL=official OUT=splits/official
+PROTOCOL ?= random_70_10_20
+export-splits:
+	$(PY) -m common.data export --protocol $(PROTOCOL) --out $(or $(OUT),splits/$(PROTOCOL)) $(DATA_ARG) $(ARGS)
+
+clean:
+	rm -rf .pytest_cache build *.egg-info

@@ -1,0 +1,1 @@
+"""Pieces shared by the experiment scripts: IMDB data, metrics, run tracking, config parsing."""

@@ -1,0 +1,142 @@
+"""One dataclass per script, set from a YAML file and `--key value` overrides.
+
+    cfg = parse_config(LoopConfig)            # reads sys.argv: --config configs/x.yaml --lr 1e-4
+    cfg = parse_config(LoopConfig, ["--config", "configs/x.yaml", "--seed", "3"])
+
+The dataclass holds the defaults; the YAML and the command line only override them. Unknown keys fail
+with the list of valid ones, so a typo never silently runs the default.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any, Sequence, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class UserError(Exception):
+    """Bad input from the user: printed as one line, no traceback."""
+
+
+class ConfigError(UserError):
+    pass
+
+
+def run_main(main, argv: Sequence[str] | None = None) -> None:
+    """Run a script's main(); a UserError ends it with a one-line message and exit code 2."""
+    try:
+        main(argv)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _field_type(cls: type, field: dataclasses.Field) -> Any:
+    return typing.get_type_hints(cls)[field.name]
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    """Convert a YAML or command-line value to the field's annotated type."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            return None
+        return _convert(value, args[0], key)
+    if origin in (list, tuple):
+        (inner,) = typing.get_args(tp)[:1] or (str,)
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v != ""]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_convert(v, inner, key) for v in value]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes"):
+            return True
+        if isinstance(value, str) and value.lower() in ("false", "0", "no"):
+            return False
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if tp is str:
+        return value if isinstance(value, str) else str(value)
+    if tp in (int, float):
+        try:
+            number = float(value)  # also takes "5e-5" and "1e3", which YAML 1.1 reads as strings
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}") from None
+        if tp is int and not number.is_integer():
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return int(number) if tp is int else number
+    return value
+
+
+def _check_keys(cls: type, keys, where: str) -> None:
+    valid = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in keys if k not in valid]
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {where}; valid keys: {', '.join(valid)}")
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of key: value, got {type(data).__name__}")
+    return data
+
+
+def parse_overrides(argv: Sequence[str]) -> tuple[str | None, dict[str, str]]:
+    """Split `--config FILE --key value --key=value ...` into the config path and a dict of overrides."""
+    config_path, overrides, i = None, {}, 0
+    argv = list(argv)
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("--"):
+            raise ConfigError(f"unexpected argument {arg!r}: settings are given as --key value")
+        key, eq, value = arg[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
+                raise ConfigError(f"--{key} needs a value")
+            value, i = argv[i + 1], i + 1
+        key = key.replace("-", "_")
+        if key == "config":
+            config_path = value
+        else:
+            overrides[key] = value
+        i += 1
+    return config_path, overrides
+
+
+def build_config(cls: type[T], values: dict[str, Any], where: str = "settings") -> T:
+    _check_keys(cls, values, where)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {k: _convert(v, _field_type(cls, fields[k]), k) for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def parse_config(cls: type[T], argv: Sequence[str] | None = None) -> T:
+    """Defaults from the dataclass, then the YAML named by --config, then --key value overrides."""
+    config_path, overrides = parse_overrides(sys.argv[1:] if argv is None else argv)
+    values: dict[str, Any] = {}
+    if config_path:
+        values.update(load_yaml(config_path))
+        _check_keys(cls, values, config_path)
+    _check_keys(cls, overrides, "command line")
+    values.update(overrides)
+    return build_config(cls, values)
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)

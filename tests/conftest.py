@@ -1,0 +1,28 @@
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests never touch the network: a Hub call here would hang until it times out.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from tests.synthetic import write_imdb  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def imdb_dir(tmp_path: Path) -> Path:
+    """A folder with synthetic train.parquet and test.parquet (400 reviews each)."""
+    return write_imdb(tmp_path / "imdb")
+
+
+@pytest.fixture(scope="session")
+def real_imdb_dir() -> Path:
+    folder = os.environ.get("IMDB_DATA_DIR")
+    if not folder or not (Path(folder) / "train.parquet").is_file():
+        pytest.skip("real IMDB not available: set IMDB_DATA_DIR to a folder with train.parquet and test.parquet")
+    return Path(folder)

@@ -1,0 +1,184 @@
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from common.data import DataError, clean_text, export, load_imdb, make_splits
+from tests.conftest import ROOT
+from tests.synthetic import make_imdb
+
+
+def texts(df):
+    return set(df["text"])
+
+
+def positive_share(df):
+    return df["label"].mean()
+
+
+def test_clean_text():
+    assert clean_text("Good.<br /><br />Very  good.<BR/>  End \t here ") == "Good.\n\nVery good.\nEnd here"
+    assert clean_text("a<br><br><br><br>b") == "a\n\nb"
+
+
+def test_random_split_sizes_stratified_disjoint(imdb_dir):
+    splits, manifest = make_splits("random_70_10_20", seed=1, data_dir=imdb_dir)
+    raw = load_imdb(imdb_dir)
+    pool = pd.concat([raw["train"], raw["test"]])
+    n_unique = pool["text"].nunique()
+    assert n_unique < len(pool)  # the synthetic data has duplicates, and they were dropped
+    sizes = {k: len(v) for k, v in splits.items()}
+    assert sum(sizes.values()) == n_unique
+    assert sizes["train"] == pytest.approx(0.7 * n_unique, abs=2)
+    assert sizes["validation"] == pytest.approx(0.1 * n_unique, abs=2)
+    assert sizes["test"] == pytest.approx(0.2 * n_unique, abs=2)
+    names = list(splits)
+    for i, a in enumerate(names):
+        assert splits[a]["text"].is_unique
+        for b in names[i + 1:]:
+            assert not texts(splits[a]) & texts(splits[b]), f"{a} and {b} share texts"
+    pool_share = pool.drop_duplicates("text")["label"].mean()
+    for df in splits.values():
+        assert abs(positive_share(df) - pool_share) < 0.005 + 1 / len(df)
+    assert manifest["splits"]["train"]["size"] == sizes["train"]
+    assert set(manifest["splits"]["test"]["label_counts"]) == {"0", "1"}
+
+
+def test_splits_deterministic_and_independent_of_row_order(imdb_dir):
+    _, m1 = make_splits("random_70_10_20", seed=7, data_dir=imdb_dir)
+    _, m2 = make_splits("random_70_10_20", seed=7, data_dir=imdb_dir)
+    _, m3 = make_splits("random_70_10_20", seed=8, data_dir=imdb_dir)
+    raw = load_imdb(imdb_dir)
+    shuffled = {k: v.sample(frac=1.0, random_state=3).reset_index(drop=True) for k, v in raw.items()}
+    _, m4 = make_splits("random_70_10_20", seed=7, raw=shuffled)
+    hashes = lambda m: {k: v["sha256"] for k, v in m["splits"].items()}  # noqa: E731
+    assert hashes(m1) == hashes(m2) == hashes(m4)
+    assert hashes(m1) != hashes(m3)
+
+
+def test_duplicates_with_conflicting_labels_are_dropped():
+    raw = make_imdb(n_train=40, n_test=40, n_dup=0)
+    raw["train"].loc[0, "text"] = raw["train"].loc[1, "text"]  # same text, labels 0 and 1
+    splits, _ = make_splits("random_70_10_20", seed=0, raw=raw)
+    everything = pd.concat(splits.values())
+    assert raw["train"].loc[1, "text"] not in set(everything["text"])
+    assert len(everything) == 78
+
+
+def test_official_protocol(imdb_dir):
+    raw = load_imdb(imdb_dir)
+    splits, _ = make_splits("official", seed=0, data_dir=imdb_dir)
+    assert len(splits["test"]) == len(raw["test"])  # the official test set stays whole
+    assert not texts(splits["train"]) & texts(splits["test"])
+    assert not texts(splits["validation"]) & texts(splits["test"])
+    assert not texts(splits["train"]) & texts(splits["validation"])
+    n_train_pool = len(splits["train"]) + len(splits["validation"])
+    assert n_train_pool < len(raw["train"])  # duplicates and test texts removed
+    assert len(splits["validation"]) == pytest.approx(0.1 * n_train_pool, abs=2)
+
+
+def test_balanced_subsets(imdb_dir):
+    splits, manifest = make_splits("balanced", seed=3, data_dir=imdb_dir, n_train=90, n_eval=10, n_test=250)
+    assert {k: len(v) for k, v in splits.items()} == {"train": 90, "validation": 10, "test": 250}
+    for df in splits.values():
+        assert df["label"].sum() * 2 == len(df)
+    assert not texts(splits["train"]) & texts(splits["validation"])
+    assert not (texts(splits["train"]) | texts(splits["validation"])) & texts(splits["test"])
+    assert manifest["protocol"] == "balanced"
+    again, _ = make_splits("balanced", seed=3, data_dir=imdb_dir, n_train=90, n_eval=10, n_test=250)
+    assert all(again[k].equals(splits[k]) for k in splits)
+
+
+def test_balanced_sizes_checked(imdb_dir):
+    with pytest.raises(DataError, match="even"):
+        make_splits("balanced", data_dir=imdb_dir, n_train=91)
+    with pytest.raises(DataError, match="only"):
+        make_splits("balanced", data_dir=imdb_dir, n_test=1000)
+
+
+def write_split(folder, train=None, test=None):
+    folder.mkdir(parents=True, exist_ok=True)
+    raw = make_imdb(n_train=20, n_test=20, n_dup=0)
+    (train if train is not None else raw["train"]).to_parquet(folder / "train.parquet")
+    (test if test is not None else raw["test"]).to_parquet(folder / "test.parquet")
+    return folder
+
+
+@pytest.mark.parametrize("problem, match", [
+    ("missing_folder", "data folder not found"),
+    ("missing_file", "test.parquet: file not found"),
+    ("not_parquet", "train.parquet: cannot read as parquet"),
+    ("missing_column", "train.parquet: missing column.*label"),
+    ("bad_label", r"train.parquet: label 2 at row 3 is outside \{0, 1\}"),
+    ("empty_text", "test.parquet: empty text at row 5"),
+])
+def test_bad_input_errors_name_file_and_problem(tmp_path, problem, match):
+    raw = make_imdb(n_train=20, n_test=20, n_dup=0)
+    folder = tmp_path / "data"
+    if problem == "missing_folder":
+        folder = tmp_path / "nowhere"
+    elif problem == "missing_file":
+        folder.mkdir()
+        raw["train"].to_parquet(folder / "train.parquet")
+    elif problem == "not_parquet":
+        write_split(folder)
+        (folder / "train.parquet").write_text("text,label\nhello,1\n")
+    elif problem == "missing_column":
+        write_split(folder, train=raw["train"].rename(columns={"label": "sentiment"}))
+    elif problem == "bad_label":
+        raw["train"].loc[3, "label"] = 2
+        write_split(folder, train=raw["train"])
+    elif problem == "empty_text":
+        raw["test"].loc[5, "text"] = " <br /> "
+        write_split(folder, test=raw["test"])
+    with pytest.raises(DataError, match=match):
+        make_splits("random_70_10_20", data_dir=folder)
+
+
+def test_data_dir_from_environment(imdb_dir, monkeypatch):
+    monkeypatch.setenv("IMDB_DATA_DIR", str(imdb_dir))
+    _, manifest = make_splits("random_70_10_20")
+    assert manifest["source"] == str(imdb_dir.resolve())
+
+
+def test_export_command(imdb_dir, tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "common.data", "export", "--protocol", "balanced", "--seed", "1",
+                           "--n_train", "20", "--n_eval", "10", "--n_test", "30", "--data_dir", str(imdb_dir),
+                           "--out", str(out)], capture_output=True, text=True, cwd=ROOT, check=True)
+    lines = proc.stdout.splitlines()
+    assert [line.split()[0] for line in lines[:3]] == ["train", "validation", "test"]
+    assert pd.read_parquet(out / "test.parquet").columns.tolist() == ["text", "label"]
+    assert len(pd.read_parquet(out / "train.parquet")) == 20
+    assert (out / "manifest.json").is_file()
+    assert not list(out.glob(".*tmp"))
+
+
+def test_export_command_bad_folder_is_one_line_error(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "common.data", "export", "--data_dir", str(tmp_path / "nope"),
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "data folder not found" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_same_as_direct(imdb_dir, tmp_path):
+    manifest = export("official", 5, tmp_path / "o", imdb_dir)
+    splits, direct = make_splits("official", 5, imdb_dir)
+    assert manifest["splits"] == direct["splits"]
+    assert pd.read_parquet(tmp_path / "o" / "validation.parquet").equals(splits["validation"])
+
+
+@pytest.mark.real_data
+def test_real_imdb_split_sizes(real_imdb_dir):
+    splits, manifest = make_splits("random_70_10_20", seed=42, data_dir=real_imdb_dir)
+    assert {k: len(v) for k, v in splits.items()} == {"train": 34706, "validation": 4958, "test": 9916}
+    for df in splits.values():
+        assert abs(positive_share(df) - 0.5) < 0.005
+    official, _ = make_splits("official", seed=42, data_dir=real_imdb_dir)
+    assert len(official["test"]) == 25000
+    assert not texts(official["train"]) & texts(official["test"])
+    balanced, _ = make_splits("balanced", seed=42, data_dir=real_imdb_dir)
+    assert {k: len(v) for k, v in balanced.items()} == {"train": 900, "validation": 100, "test": 2500}
+    assert all(df["label"].sum() * 2 == len(df) for df in balanced.values())

@@ -1,0 +1,70 @@
+import json
+
+import pytest
+import yaml
+
+from common.config import ConfigError
+from common.tracking import RunLogger, read_metrics, wandb_mode
+
+
+def run(tmp_path, report_to):
+    logger = RunLogger(tmp_path / "run", {"lr": 0.1, "wandb_api_key": "secret-value", "seed": 1}, report_to)
+    logger.log({"train/loss": 0.7, "train/learning_rate": 0.1}, step=1)
+    logger.log({"eval/accuracy": 0.5}, step=2)
+    logger.finish({"test": {"accuracy": 0.9, "n": 10}})
+    return tmp_path / "run"
+
+
+def check_files(folder):
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    assert config["lr"] == 0.1 and config["wandb_api_key"] == "<redacted>"
+    rows = read_metrics(folder / "metrics.jsonl")
+    assert rows == [{"step": 1, "train/loss": 0.7, "train/learning_rate": 0.1}, {"step": 2, "eval/accuracy": 0.5}]
+    results = json.loads((folder / "results.json").read_text())
+    assert results["test"]["accuracy"] == 0.9
+    assert {"date", "git_commit", "torch", "device"} <= set(results["run_info"])
+    for path in folder.rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".jsonl", ".yaml", ".txt", ".log"):
+            assert "secret-value" not in path.read_text(errors="ignore"), path
+
+
+def test_report_to_none_writes_local_files_only(tmp_path):
+    folder = run(tmp_path, "none")
+    check_files(folder)
+    assert not (folder / "wandb").exists()
+
+
+@pytest.mark.slow
+def test_wandb_offline_without_account(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    folder = run(tmp_path, "wandb")
+    check_files(folder)
+    assert list((folder / "wandb").glob("offline-run-*")), "W&B offline run folder missing"
+
+
+def test_wandb_mode(monkeypatch, tmp_path):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    assert wandb_mode() == "offline"
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert wandb_mode() == "online"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert wandb_mode() == "disabled"
+
+
+def test_bad_report_to(tmp_path):
+    with pytest.raises(ConfigError, match="report_to: expected one of wandb, none"):
+        RunLogger(tmp_path, {}, "tensorboard")
+
+
+def test_resume_appends_metrics(tmp_path):
+    first = RunLogger(tmp_path, {}, "none")
+    first.log({"train/loss": 1.0}, step=1)
+    first.finish()
+    second = RunLogger(tmp_path, {}, "none", resume=True)
+    second.log({"train/loss": 0.5}, step=2)
+    second.finish()
+    assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2]
