@@ -102,17 +102,24 @@ def start_wandb(config: dict, output_dir: Path, run_name: str | None, project: s
 
 
 class RunLogger:
-    """Writes config.yaml and metrics.jsonl into output_dir, mirrors metrics to W&B, writes results.json."""
+    """Writes config.yaml and metrics.jsonl into output_dir, mirrors metrics to W&B, writes results.json.
+
+    resume_step: continuing a run from a checkpoint at that step; metrics.jsonl keeps its rows up to it.
+    """
 
     def __init__(self, output_dir: str | Path, config: dict, report_to: str | None = "wandb",
-                 run_name: str | None = None, resume: bool = False):
+                 run_name: str | None = None, resume_step: int | None = None):
         self.output_dir = Path(output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.config = redact(config)
         atomic_write(self.output_dir / "config.yaml",
                      lambda tmp: tmp.write_text(yaml.safe_dump(json.loads(to_json(self.config)), sort_keys=False)))
         self.metrics_path = self.output_dir / "metrics.jsonl"
-        self._metrics = open(self.metrics_path, "a" if resume else "w")
+        if resume_step is not None and self.metrics_path.exists():
+            # a resumed run replays the steps after its checkpoint: drop what the interrupted run logged for them
+            kept = [to_json(r) + "\n" for r in read_metrics(self.metrics_path) if r.get("step", 0) <= resume_step]
+            atomic_write(self.metrics_path, lambda tmp: tmp.write_text("".join(kept)))
+        self._metrics = open(self.metrics_path, "a" if resume_step is not None else "w")
         use_wandb = check_report_to(report_to) == "wandb"
         self.wandb = start_wandb(self.config, self.output_dir, run_name or self.output_dir.name) if use_wandb else None
 

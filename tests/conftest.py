@@ -26,3 +26,11 @@ def real_imdb_dir() -> Path:
     if not folder or not (Path(folder) / "train.parquet").is_file():
         pytest.skip("real IMDB not available: set IMDB_DATA_DIR to a folder with train.parquet and test.parquet")
     return Path(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_distilbert(tmp_path_factory) -> Path:
+    """A local checkpoint folder of a random 2-layer DistilBERT with a WordPiece tokenizer trained on the fly."""
+    from tests.tiny_models import save_tiny_distilbert
+
+    return save_tiny_distilbert(tmp_path_factory.mktemp("tiny_distilbert"))

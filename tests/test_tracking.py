@@ -60,11 +60,13 @@ def test_bad_report_to(tmp_path):
         RunLogger(tmp_path, {}, "tensorboard")
 
 
-def test_resume_appends_metrics(tmp_path):
+def test_resume_keeps_metrics_up_to_the_checkpoint(tmp_path):
     first = RunLogger(tmp_path, {}, "none")
-    first.log({"train/loss": 1.0}, step=1)
+    for step in (1, 2, 3):
+        first.log({"train/loss": 1.0}, step=step)
     first.finish()
-    second = RunLogger(tmp_path, {}, "none", resume=True)
-    second.log({"train/loss": 0.5}, step=2)
+    second = RunLogger(tmp_path, {}, "none", resume_step=2)  # the checkpoint was at step 2
+    second.log({"train/loss": 0.5}, step=3)
     second.finish()
-    assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2]
+    rows = read_metrics(tmp_path / "metrics.jsonl")
+    assert [(r["step"], r["train/loss"]) for r in rows] == [(1, 1.0), (2, 1.0), (3, 0.5)]

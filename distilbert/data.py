@@ -1,0 +1,137 @@
+"""Tokenised IMDB splits for the DistilBERT scripts: tokenise once and cache, length-grouped batches, padding.
+
+Shared by train_loop.py and train_trainer.py, so both see the same examples, tokens and batches.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import shutil
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pandas as pd
+import torch
+
+from common.data import DataError, split_hash
+
+LIMIT_KEYS = {"train": "max_train_samples", "validation": "max_eval_samples", "test": "max_test_samples"}
+
+
+def limit_splits(splits: dict[str, pd.DataFrame], limits: dict[str, int | None]) -> dict[str, pd.DataFrame]:
+    """Take the first n rows of each split (splits are already shuffled, so this is a random sample)."""
+    out = {}
+    for name, df in splits.items():
+        n = limits.get(name)
+        df = df if n is None else df.head(n)
+        if len(df) == 0:
+            key = LIMIT_KEYS.get(name, name)
+            raise DataError(f"the {name} split is empty" + (f" after {key}={n}" if n is not None else ""))
+        out[name] = df.reset_index(drop=True)
+    return out
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    vocab = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    return hashlib.sha256(f"{type(tokenizer).__name__}\0{tokenizer.truncation_side}\0{vocab}".encode()).hexdigest()
+
+
+def tokenize(df: pd.DataFrame, tokenizer, max_length: int) -> datasets.Dataset:
+    enc = tokenizer(list(df["text"]), truncation=True, max_length=max_length)
+    columns = {k: enc[k] for k in ("input_ids", "token_type_ids") if k in enc}
+    columns["labels"] = df["label"].astype("int64").tolist()
+    columns["length"] = [len(ids) for ids in enc["input_ids"]]
+    return datasets.Dataset.from_dict(columns)
+
+
+def tokenize_splits(splits: dict[str, pd.DataFrame], tokenizer, max_length: int,
+                    cache_dir: str | Path | None) -> dict[str, datasets.Dataset]:
+    """Tokenised splits, read from cache_dir when the same texts were tokenised the same way before."""
+    out = {}
+    fingerprint = tokenizer_fingerprint(tokenizer)
+    for name, df in splits.items():
+        if cache_dir is None:
+            out[name] = tokenize(df, tokenizer, max_length)
+            continue
+        key = hashlib.sha256(f"{fingerprint}\0{max_length}\0{split_hash(df)}".encode()).hexdigest()[:20]
+        path = Path(cache_dir) / f"{name}-{len(df)}-{key}"
+        if not path.is_dir():
+            tmp = path.with_name(path.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tokenize(df, tokenizer, max_length).save_to_disk(str(tmp))
+            tmp.rename(path)  # a crash mid-write leaves only *.tmp, never a partial cache entry
+        out[name] = datasets.load_from_disk(str(path))
+    return out
+
+
+class LengthGroupedBatches:
+    """Batches of similar-length examples, in shuffled order; every example exactly once per epoch.
+
+    Each epoch: shuffle all indices, cut them into groups of `group_batches` batches, sort each group by length,
+    cut it into batches, shuffle the batches. Dynamic padding then pads each batch only to its own longest
+    example, while the order stays random at the scale of groups.
+    """
+
+    def __init__(self, lengths, batch_size: int, seed: int, group_batches: int = 50):
+        self.lengths = np.asarray(lengths)
+        self.batch_size, self.seed, self.group_batches = batch_size, seed, group_batches
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.lengths) / self.batch_size)
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(len(self.lengths))
+        group = self.batch_size * self.group_batches
+        batches = []
+        for start in range(0, len(order), group):
+            idx = order[start:start + group]
+            idx = idx[np.argsort(-self.lengths[idx], kind="stable")]
+            batches += [idx[i:i + self.batch_size].tolist() for i in range(0, len(idx), self.batch_size)]
+        for i in rng.permutation(len(batches)):
+            yield batches[i]
+
+
+class RandomBatches(LengthGroupedBatches):
+    """Plain shuffled batches (no length grouping), for comparison."""
+
+    def __iter__(self):
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.lengths)).tolist()
+        for i in range(0, len(order), self.batch_size):
+            yield order[i:i + self.batch_size]
+
+
+def sorted_batches(lengths, batch_size: int) -> list[list[int]]:
+    """Evaluation batches: examples sorted by length, so padding is minimal; order does not matter there."""
+    idx = np.argsort(-np.asarray(lengths), kind="stable").tolist()
+    return [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
+
+
+class Collator:
+    """Pads a list of tokenised examples into tensors: to the longest in the batch, or always to pad_to."""
+
+    def __init__(self, pad_token_id: int, pad_to: int | None = None):
+        self.pad_token_id, self.pad_to = pad_token_id, pad_to
+
+    def __call__(self, rows: list[dict] | dict[str, list]) -> dict[str, torch.Tensor]:
+        if isinstance(rows, dict):  # a column-wise slice, as dataset[list_of_indices] returns
+            rows = [dict(zip(rows, values)) for values in zip(*rows.values())]
+        width = self.pad_to or max(len(r["input_ids"]) for r in rows)
+        batch = {"input_ids": torch.full((len(rows), width), self.pad_token_id, dtype=torch.long),
+                 "attention_mask": torch.zeros((len(rows), width), dtype=torch.long)}
+        if "token_type_ids" in rows[0]:
+            batch["token_type_ids"] = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            n = len(r["input_ids"])
+            batch["input_ids"][i, :n] = torch.tensor(r["input_ids"])
+            batch["attention_mask"][i, :n] = 1
+            if "token_type_ids" in batch:
+                batch["token_type_ids"][i, :n] = torch.tensor(r["token_type_ids"])
+        batch["labels"] = torch.tensor([r["labels"] for r in rows], dtype=torch.long)
+        return batch

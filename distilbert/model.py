@@ -1,0 +1,38 @@
+"""Loading an encoder for sequence classification, from the Hub or a local folder, with one-line errors."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from common.config import UserError
+
+ID2LABEL = {0: "negative", 1: "positive"}
+LABEL2ID = {v: k for k, v in ID2LABEL.items()}
+
+
+def looks_local(name: str) -> bool:
+    """A path rather than a Hub id ("org/name" or "name")."""
+    return name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or Path(name).exists()
+
+
+def load_model_and_tokenizer(name: str, trust_remote_code: bool = False, num_labels: int = 2):
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
+
+    if looks_local(name) and not Path(name).expanduser().is_dir():
+        raise UserError(f"model folder not found: {name}")
+    try:
+        config = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot load model config from {name}: {str(e).strip().splitlines()[0]}") from None
+    if config.model_type not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES and not trust_remote_code:
+        raise UserError(f"{name}: model type '{config.model_type}' has no sequence-classification head in "
+                        "transformers (use an encoder such as BERT, DistilBERT, RoBERTa or MiniLM)")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            name, num_labels=num_labels, id2label=ID2LABEL, label2id=LABEL2ID, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot load model from {name}: {str(e).strip().splitlines()[0]}") from None
+    if tokenizer.pad_token is None:
+        raise UserError(f"{name}: the tokenizer has no padding token")
+    return model, tokenizer

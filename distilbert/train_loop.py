@@ -1,0 +1,340 @@
+"""Fine-tune DistilBERT on IMDB with a hand-written PyTorch loop (Accelerate only places it on devices and processes).
+
+    make distilbert-loop                                   # the published recipe: 3 epochs, lr 5e-5, batch 16
+    python -m distilbert.train_loop --config configs/distilbert_loop.yaml --max_train_samples 2000
+    accelerate launch --num_processes 2 -m distilbert.train_loop --config configs/distilbert_loop.yaml
+    python -m distilbert.train_loop --config configs/distilbert_loop.yaml --resume_from_checkpoint latest
+
+The run folder (output_dir) gets config.yaml, metrics.jsonl, checkpoints/step-N/ (model, tokenizer, optimizer,
+scheduler, RNG state), best_model/ (the checkpoint with the best validation accuracy, loadable with
+from_pretrained) and results.json (that model scored once on test).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import gather_object, set_seed
+from safetensors.torch import load_file
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from common.config import UserError, parse_config, run_main, to_dict
+from common.data import make_splits, summary_line
+from common.io import write_json
+from common.metrics import classification_metrics, scalar_metrics
+from common.tracking import RunLogger
+from distilbert.data import Collator, LengthGroupedBatches, RandomBatches, limit_splits, sorted_batches, tokenize_splits
+from distilbert.model import load_model_and_tokenizer
+
+
+@dataclass
+class LoopConfig:
+    model_name_or_path: str = "distilbert-base-uncased"
+    output_dir: str = "runs/distilbert_loop"
+    data_dir: str | None = None           # folder with train/test.parquet; else $IMDB_DATA_DIR; else the Hub
+    protocol: str = "random_70_10_20"
+    seed: int = 42
+    max_length: int = 512
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    max_test_samples: int | None = None
+    num_train_epochs: int = 3
+    max_steps: int | None = None          # stop after this many optimizer steps (overrides epochs)
+    per_device_train_batch_size: int = 16
+    per_device_eval_batch_size: int = 64
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_steps: int = 500
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "auto"         # auto (bf16 or fp16 on GPU, fp32 on CPU), no, bf16, fp16
+    batching: str = "length_grouped"      # length_grouped, random, or pad_to_max_length (the original run)
+    log_every: int = 50
+    eval_every: int | None = None         # also evaluate every N steps (always at each epoch end)
+    save_every: int = 500
+    save_total_limit: int = 2             # step checkpoints kept (best_model/ is separate)
+    resume_from_checkpoint: str | None = None   # a checkpoint folder, or "latest"
+    cache_dir: str | None = ".cache/tokenized"  # tokenised splits; none to tokenise every time
+    report_to: str = "wandb"
+    run_name: str | None = None
+    trust_remote_code: bool = False
+
+
+BATCHING = ("length_grouped", "random", "pad_to_max_length")
+
+
+class TrainingError(UserError):
+    pass
+
+
+def precision(setting: str) -> str:
+    if setting != "auto":
+        return setting
+    if not torch.cuda.is_available():
+        return "no"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def optimizer_groups(model, weight_decay: float) -> list[dict]:
+    """No weight decay on biases and LayerNorm weights, as in BERT's recipe."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def train_batches(cfg: LoopConfig, lengths):
+    cls = RandomBatches if cfg.batching == "random" else LengthGroupedBatches
+    return cls(lengths, cfg.per_device_train_batch_size, cfg.seed)
+
+
+# ---------------------------------------------------------------- evaluation
+
+def evaluate(model, dataset, collate, accelerator: Accelerator, batch_size: int, desc: str) -> dict:
+    """Metrics on a whole split. Each process scores its share of batches; results are gathered by example
+    index, so every example counts exactly once whatever the number of processes."""
+    model.eval()
+    batches = sorted_batches(dataset["length"], batch_size)[accelerator.process_index::accelerator.num_processes]
+    rows = []
+    with torch.no_grad():
+        for idx in tqdm(batches, desc=desc, leave=False, disable=not accelerator.is_main_process):
+            batch = {k: v.to(accelerator.device) for k, v in collate(dataset[idx]).items()}
+            labels = batch.pop("labels")
+            with accelerator.autocast():
+                logits = model(**batch).logits.float()
+            losses = F.cross_entropy(logits, labels, reduction="none")
+            rows += zip(idx, logits.argmax(-1).tolist(), labels.tolist(), losses.tolist())
+    model.train()
+    rows = sorted(dict((r[0], r) for r in gather_object(rows)).values())
+    if len(rows) != len(dataset):
+        raise RuntimeError(f"evaluation saw {len(rows)} of {len(dataset)} examples")
+    _, preds, labels, losses = zip(*rows)
+    return {"loss": sum(losses) / len(losses), **classification_metrics(labels, preds)}
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def save_checkpoint(path: Path, accelerator, model, tokenizer, optimizer, scheduler, state: dict) -> None:
+    """Write to step-N.tmp, then rename: an interrupted save never looks like a finished checkpoint."""
+    tmp = path.with_name(path.name + ".tmp")
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        accelerator.unwrap_model(model).save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        (tmp / "state.json").write_text(json.dumps(state, indent=2))
+    accelerator.wait_for_everyone()
+    rng = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    torch.save(rng, tmp / f"rng_{accelerator.process_index}.pt")
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(path, ignore_errors=True)
+        tmp.rename(path)
+    accelerator.wait_for_everyone()
+
+
+def prune_checkpoints(folder: Path, keep: int) -> None:
+    for old in sorted(folder.glob("step-*[0-9]"))[:-keep or None]:
+        shutil.rmtree(old)
+
+
+def find_checkpoint(cfg: LoopConfig) -> Path | None:
+    if not cfg.resume_from_checkpoint:
+        return None
+    if cfg.resume_from_checkpoint == "latest":
+        found = sorted((Path(cfg.output_dir) / "checkpoints").glob("step-*[0-9]"))
+        if not found:
+            raise UserError(f"no checkpoint to resume in {cfg.output_dir}/checkpoints")
+        return found[-1]
+    path = Path(cfg.resume_from_checkpoint)
+    if not (path / "state.json").is_file():
+        raise UserError(f"{path}: not a checkpoint folder (no state.json)")
+    return path
+
+
+def load_checkpoint(path: Path, accelerator, model, optimizer, scheduler) -> dict:
+    accelerator.unwrap_model(model).load_state_dict(load_file(path / "model.safetensors"))
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+    rng = torch.load(path / f"rng_{accelerator.process_index}.pt", weights_only=True)
+    torch.set_rng_state(rng["cpu"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    return json.loads((path / "state.json").read_text())
+
+
+def save_best(folder: Path, accelerator, model, tokenizer, info: dict) -> None:
+    if accelerator.is_main_process:
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        accelerator.unwrap_model(model).save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / "best.json", info)
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+    accelerator.wait_for_everyone()
+
+
+# ---------------------------------------------------------------- training
+
+def train(cfg, accelerator, model, tokenizer, data, collate, logger, resume: Path | None) -> dict:
+    out = Path(cfg.output_dir)
+    batches = train_batches(cfg, data["train"]["length"])
+    # The loader gets its own generator: by default each epoch's iterator draws a seed from the global RNG,
+    # which dropout also uses, and a resumed run would then see different dropout masks.
+    loader = accelerator.prepare(DataLoader(data["train"], batch_sampler=batches, collate_fn=collate,
+                                            generator=torch.Generator().manual_seed(cfg.seed)))
+    updates_per_epoch = math.ceil(len(loader) / cfg.gradient_accumulation_steps)
+    total_steps = cfg.max_steps or updates_per_epoch * cfg.num_train_epochs
+    optimizer = torch.optim.AdamW(optimizer_groups(model, cfg.weight_decay), lr=cfg.learning_rate)
+    scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, total_steps)
+    model, optimizer = accelerator.prepare(model, optimizer)
+
+    state = {"global_step": 0, "epoch": 0, "batches_done": 0, "best_accuracy": -1.0, "best_step": None,
+             "train_time_s": 0.0, "train_samples": 0}
+    if resume:
+        state = load_checkpoint(resume, accelerator, model, optimizer, scheduler)
+        accelerator.print(f"resumed from {resume} at step {state['global_step']}")
+
+    def run_eval() -> None:
+        metrics = evaluate(model, data["validation"], collate, accelerator, cfg.per_device_eval_batch_size, "eval")
+        if logger:
+            logger.log({f"eval/{k}": v for k, v in scalar_metrics(metrics).items()}, state["global_step"])
+        accelerator.print(f"step {state['global_step']}: eval loss {metrics['loss']:.4f} accuracy {metrics['accuracy']:.4f}")
+        if metrics["accuracy"] > state["best_accuracy"]:
+            state.update(best_accuracy=metrics["accuracy"], best_step=state["global_step"])
+            save_best(out / "best_model", accelerator, model, tokenizer,
+                      {"step": state["global_step"], "validation": metrics})
+
+    model.train()
+    bar = tqdm(total=total_steps, initial=state["global_step"], desc="train", disable=not accelerator.is_main_process)
+    window = {"loss": 0.0, "micro": 0, "samples": 0, "time": 0.0}
+    pending = 0  # samples seen since the last optimizer step
+    while state["global_step"] < total_steps:
+        batches.set_epoch(state["epoch"])
+        loader.set_epoch(state["epoch"])  # Accelerate's loader keeps its own epoch count and passes it down
+        t0 = time.perf_counter()
+        for i, batch in enumerate(loader):
+            if i < state["batches_done"]:
+                t0 = time.perf_counter()
+                continue  # resuming mid-epoch: the sampler replays the epoch's order, skip what was done
+            last_of_epoch = i == len(loader) - 1
+            update = (i + 1) % cfg.gradient_accumulation_steps == 0 or last_of_epoch
+            sync = contextlib.nullcontext() if update else accelerator.no_sync(model)
+            with sync, accelerator.autocast():
+                loss = model(**batch).loss
+            accelerator.backward(loss / cfg.gradient_accumulation_steps)
+            step_loss = accelerator.reduce(loss.detach(), "mean")
+            if not torch.isfinite(step_loss):
+                latest = sorted((out / "checkpoints").glob("step-*[0-9]"))
+                raise TrainingError(f"loss is {step_loss.item()} at step {state['global_step'] + 1}; stopped. "
+                                    f"Last good checkpoint: {latest[-1] if latest else 'none'}")
+            window["loss"] += step_loss.item()
+            window["micro"] += 1
+            pending += len(batch["labels"]) * accelerator.num_processes
+            state["batches_done"] = i + 1
+            if not update:
+                continue
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            state["global_step"] += 1
+            step, elapsed = state["global_step"], time.perf_counter() - t0
+            window["time"] += elapsed
+            window["samples"] += pending
+            state["train_time_s"] += elapsed
+            state["train_samples"] += pending
+            pending = 0
+            bar.update(1)
+            bar.set_postfix(loss=f"{step_loss.item():.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+            if step % cfg.log_every == 0 or step == total_steps:
+                if logger:
+                    logger.log({"train/loss": window["loss"] / window["micro"],
+                                "train/learning_rate": scheduler.get_last_lr()[0],
+                                "train/grad_norm": float(grad_norm),
+                                "train/epoch": state["epoch"] + state["batches_done"] / len(loader),
+                                "train/global_step": step,
+                                "train/samples_per_second": window["samples"] / window["time"]}, step)
+                window = {"loss": 0.0, "micro": 0, "samples": 0, "time": 0.0}
+            if last_of_epoch:
+                state.update(epoch=state["epoch"] + 1, batches_done=0)
+            if (cfg.eval_every and step % cfg.eval_every == 0) or last_of_epoch or step == total_steps:
+                run_eval()
+            if step % cfg.save_every == 0 or step == total_steps:
+                save_checkpoint(out / "checkpoints" / f"step-{step:07d}", accelerator, model, tokenizer,
+                                optimizer, scheduler, state)
+                if accelerator.is_main_process:
+                    prune_checkpoints(out / "checkpoints", cfg.save_total_limit)
+            if step >= total_steps:
+                break
+            t0 = time.perf_counter()
+    bar.close()
+    return state
+
+
+def main(argv=None) -> dict | None:
+    cfg = parse_config(LoopConfig, argv)
+    if cfg.batching not in BATCHING:
+        raise UserError(f"batching: expected one of {', '.join(BATCHING)}, got {cfg.batching!r}")
+    start = time.perf_counter()
+    # cpu=True where there is no accelerator: it is what lets Accelerate form a multi-process CPU (gloo) group
+    on_cpu = not (torch.cuda.is_available() or torch.backends.mps.is_available())
+    accelerator = Accelerator(mixed_precision=precision(cfg.mixed_precision), cpu=on_cpu)
+    set_seed(cfg.seed)
+    resume = find_checkpoint(cfg)
+    model, tokenizer = load_model_and_tokenizer(cfg.model_name_or_path, cfg.trust_remote_code)
+    splits, manifest = make_splits(cfg.protocol, cfg.seed, cfg.data_dir)
+    splits = limit_splits(splits, {"train": cfg.max_train_samples, "validation": cfg.max_eval_samples,
+                                   "test": cfg.max_test_samples})
+    with accelerator.main_process_first():  # one process tokenises and fills the cache, the others read it
+        data = tokenize_splits(splits, tokenizer, cfg.max_length, cfg.cache_dir)
+    pad_to = cfg.max_length if cfg.batching == "pad_to_max_length" else None
+    collate = Collator(tokenizer.pad_token_id, pad_to)
+
+    logger = None
+    if accelerator.is_main_process:
+        for name, df in splits.items():
+            accelerator.print(summary_line(name, {**manifest["splits"][name], "size": len(df)}))
+        resume_step = json.loads((resume / "state.json").read_text())["global_step"] if resume else None
+        logger = RunLogger(cfg.output_dir, to_dict(cfg), cfg.report_to, cfg.run_name, resume_step)
+    state = train(cfg, accelerator, model, tokenizer, data, collate, logger, resume)
+
+    best = Path(cfg.output_dir) / "best_model"
+    accelerator.unwrap_model(model).load_state_dict(load_file(best / "model.safetensors"))
+    test = evaluate(model, data["test"], collate, accelerator, cfg.per_device_eval_batch_size, "test")
+    if not accelerator.is_main_process:
+        return None
+    logger.log({f"test/{k}": v for k, v in scalar_metrics(test).items()}, state["global_step"])
+    results = {
+        "script": "distilbert.train_loop", "model": cfg.model_name_or_path,
+        "test": test, "validation": json.loads((best / "best.json").read_text())["validation"],
+        "best_step": state["best_step"], "global_step": state["global_step"],
+        "manifest": manifest, "split_sizes_used": {k: len(v) for k, v in data.items()},
+        "num_processes": accelerator.num_processes, "mixed_precision": accelerator.mixed_precision,
+        "train_samples_per_second": state["train_samples"] / max(state["train_time_s"], 1e-9),
+        "wall_time_s": round(time.perf_counter() - start, 1),
+    }
+    logger.finish(results)
+    print(f"test accuracy {test['accuracy']:.4f}  F1 {test['f1']:.4f}  (best step {state['best_step']}, "
+          f"{results['train_samples_per_second']:.1f} samples/s)  -> {cfg.output_dir}/results.json")
+    return results
+
+
+if __name__ == "__main__":
+    run_main(main)

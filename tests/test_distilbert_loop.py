@@ -1,0 +1,187 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import distilbert.train_loop as loop
+from common.config import UserError
+from distilbert.data import Collator, LengthGroupedBatches, RandomBatches
+from tests.conftest import ROOT
+
+CONFIG = str(ROOT / "configs/distilbert_loop.yaml")
+
+
+def args(model, data, out, tmp_path, *extra):
+    return ["--config", CONFIG, "--model_name_or_path", str(model), "--data_dir", str(data), "--output_dir", str(out),
+            "--cache_dir", str(tmp_path / "cache"), "--report_to", "none", "--warmup_steps", "5",
+            "--learning_rate", "1e-3", "--log_every", "4", "--save_every", "8", *extra]
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_distilbert, tmp_path_factory):
+    """One 3-epoch run of the loop on synthetic data, shared by the tests that read its folder."""
+    from tests.synthetic import write_imdb
+
+    tmp = tmp_path_factory.mktemp("loop")
+    out = tmp / "run"
+    results = loop.main(args(tiny_distilbert, write_imdb(tmp / "imdb"), out, tmp, "--num_train_epochs", "3"))
+    return out, results
+
+
+def test_loop_learns_and_writes_run_folder(trained_run):
+    out, results = trained_run
+    assert results["test"]["accuracy"] > 0.9
+    saved = json.loads((out / "results.json").read_text())
+    assert {"test", "validation", "manifest", "wall_time_s", "train_samples_per_second", "best_step",
+            "run_info"} <= set(saved)
+    assert {"accuracy", "f1", "accuracy_negative", "accuracy_positive", "confusion_matrix", "n"} <= set(saved["test"])
+    assert saved["test"]["n"] == saved["manifest"]["splits"]["test"]["size"]
+
+    rows = read_jsonl(out / "metrics.jsonl")
+    train_rows = [r for r in rows if "train/loss" in r]
+    assert {"train/loss", "train/learning_rate", "train/grad_norm", "train/epoch", "train/global_step",
+            "train/samples_per_second"} <= set(train_rows[0])
+    assert train_rows[-1]["train/loss"] < train_rows[0]["train/loss"] - 0.1
+    eval_rows = [r for r in rows if "eval/accuracy" in r]
+    assert len(eval_rows) == 3 and {"eval/loss", "eval/f1"} <= set(eval_rows[0])
+    # the best model is the one with the best validation accuracy, and it loads as-is
+    best = max(eval_rows, key=lambda r: r["eval/accuracy"])
+    assert saved["validation"]["accuracy"] == best["eval/accuracy"]
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(out / "best_model")
+    assert model.config.id2label[1] == "positive"
+    assert (out / "config.yaml").is_file()
+    ckpt = sorted((out / "checkpoints").iterdir())[-1]
+    assert {"model.safetensors", "optimizer.pt", "scheduler.pt", "rng_0.pt", "state.json",
+            "tokenizer.json"} <= {p.name for p in ckpt.iterdir()}
+
+
+def test_resume_matches_uninterrupted(tiny_distilbert, imdb_dir, tmp_path, monkeypatch):
+    common = ["--num_train_epochs", "2", "--max_train_samples", "256", "--save_total_limit", "5"]
+    full = loop.main(args(tiny_distilbert, imdb_dir, tmp_path / "full", tmp_path, *common))
+
+    original = loop.save_checkpoint
+
+    def interrupt_after_step_24(path, *a, **kw):
+        original(path, *a, **kw)
+        if path.name == "step-0000024":
+            raise KeyboardInterrupt  # mid-way through epoch 2
+
+    monkeypatch.setattr(loop, "save_checkpoint", interrupt_after_step_24)
+    with pytest.raises(KeyboardInterrupt):
+        loop.main(args(tiny_distilbert, imdb_dir, tmp_path / "cut", tmp_path, *common))
+    monkeypatch.setattr(loop, "save_checkpoint", original)
+    assert not (tmp_path / "cut" / "results.json").exists()
+    resumed = loop.main(args(tiny_distilbert, imdb_dir, tmp_path / "cut", tmp_path, *common,
+                             "--resume_from_checkpoint", "latest"))
+
+    assert resumed["global_step"] == full["global_step"] == 32
+    assert resumed["test"]["loss"] == pytest.approx(full["test"]["loss"], abs=1e-5)
+    assert resumed["test"]["accuracy"] == full["test"]["accuracy"]
+    a = load_file(tmp_path / "full" / "checkpoints" / "step-0000032" / "model.safetensors")
+    b = load_file(tmp_path / "cut" / "checkpoints" / "step-0000032" / "model.safetensors")
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+    steps = [r["step"] for r in read_jsonl(tmp_path / "cut" / "metrics.jsonl") if "train/loss" in r]
+    assert steps == sorted(set(steps)), "metrics.jsonl repeats steps after resuming"
+
+
+def test_length_grouped_batches_cover_every_example_once():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(10, 512, size=1000)
+    grouped = LengthGroupedBatches(lengths, batch_size=16, seed=1)
+    for epoch in (0, 1):
+        grouped.set_epoch(epoch)
+        seen = [i for batch in grouped for i in batch]
+        assert sorted(seen) == list(range(1000))
+    epoch0, epoch1 = list(grouped.__class__(lengths, 16, 1)), list(grouped)
+    assert epoch0 != epoch1  # a new order each epoch
+    padded = lambda batches: sum(len(b) * max(lengths[b]) for b in batches)  # noqa: E731
+    assert padded(list(grouped)) < 0.6 * padded(list(RandomBatches(lengths, 16, 1)))
+
+
+def test_collator_pads_to_longest_or_fixed_width():
+    rows = [{"input_ids": [5, 6, 7], "labels": 1}, {"input_ids": [5], "labels": 0}]
+    batch = Collator(pad_token_id=0)(rows)
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [5, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert Collator(0, pad_to=8)(rows)["input_ids"].shape == (2, 8)
+
+
+@pytest.mark.slow
+def test_two_process_cpu_run(tiny_distilbert, imdb_dir, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    # `accelerate launch --cpu` starts a single process in Accelerate 1.x; --multi_gpu on a machine without a GPU
+    # starts torch.distributed processes, which the script joins into a CPU (gloo) group.
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "distilbert.train_loop",
+           *args(tiny_distilbert, imdb_dir, out, tmp_path, "--num_train_epochs", "1")]
+    subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
+    results = json.loads((out / "results.json").read_text())
+    assert results["num_processes"] == 2
+    assert results["test"]["n"] == results["manifest"]["splits"]["test"]["size"]
+    assert results["validation"]["n"] == results["manifest"]["splits"]["validation"]["size"]
+
+
+def test_predict_on_saved_model(trained_run, tmp_path, capsys):
+    from distilbert.predict import main as predict
+    from tests.synthetic import review
+
+    out, _ = trained_run
+    rng = np.random.default_rng(123)
+    labels = [i % 2 for i in range(20)]
+    reviews = [review(rng, y, 30) for y in labels]
+    (tmp_path / "reviews.txt").write_text("\n".join(reviews[1:]) + "\n")
+    results = predict(["--model", str(out / "best_model"), "--file", str(tmp_path / "reviews.txt"), reviews[0]])
+    assert len(results) == 20 and capsys.readouterr().out.count("\n") == 20
+    predicted = [label for label, _ in results]
+    expected = [("negative", "positive")[y] for y in labels]  # texts given as arguments come first
+    assert sum(p == e for p, e in zip(predicted, expected)) >= 18
+    assert all(0.5 <= p <= 1 for _, p in results)
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--model_name_or_path", "/no/such/model"], "model folder not found: /no/such/model"),
+    (["--max_train_samples", "0"], "the train split is empty after max_train_samples=0"),
+    (["--batching", "sorted"], "batching: expected one of"),
+    (["--learning_rat", "1"], "unknown key"),
+])
+def test_bad_input(tiny_distilbert, imdb_dir, tmp_path, extra, match):
+    with pytest.raises(UserError, match=match):
+        loop.main(args(tiny_distilbert, imdb_dir, tmp_path / "run", tmp_path) + extra)
+
+
+def test_model_without_classification_head(imdb_dir, tmp_path):
+    (tmp_path / "vit").mkdir()
+    (tmp_path / "vit" / "config.json").write_text(json.dumps({"model_type": "vit"}))
+    with pytest.raises(UserError, match="model type 'vit' has no sequence-classification head"):
+        loop.main(args(tmp_path / "vit", imdb_dir, tmp_path / "run", tmp_path))
+
+
+def test_non_finite_loss_stops_with_step_and_keeps_checkpoint(tiny_distilbert, imdb_dir, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(loop.TrainingError, match=r"loss is nan at step \d+; stopped. Last good checkpoint: .*step-"):
+        loop.main(args(tiny_distilbert, imdb_dir, out, tmp_path, "--learning_rate", "1e10", "--warmup_steps", "0",
+                       "--max_grad_norm", "1e10", "--save_every", "1"))
+    assert list((out / "checkpoints").glob("step-*[0-9]"))
+    assert not (out / "results.json").exists()
+
+
+@pytest.mark.real_data
+def test_a_few_steps_on_real_reviews(tiny_distilbert, real_imdb_dir, tmp_path):
+    results = loop.main(args(tiny_distilbert, real_imdb_dir, tmp_path / "run", tmp_path, "--max_train_samples", "64",
+                             "--max_eval_samples", "32", "--max_test_samples", "32", "--max_steps", "4",
+                             "--max_length", "256"))
+    assert results["global_step"] == 4
+    assert results["test"]["n"] == 32
+    assert results["manifest"]["splits"]["train"]["size"] == 34706
