@@ -14,7 +14,7 @@ OUT_ARG = $(if $(OUT),--output_dir $(OUT))
 RUN_ARGS = $(DATA_ARG) $(OUT_ARG) $(ARGS)
 export HF_HUB_DISABLE_TELEMETRY = 1
 
-.PHONY: setup torch test baseline export-splits clean
+.PHONY: setup torch test baseline export-splits clean distilbert-loop bench-distilbert distilbert-trainer compare-distilbert
 
 setup: $(PY) torch
 	$(PY) -m pip install -e ".[dev]"
@@ -54,3 +54,15 @@ export-splits:
 
 clean:
 	rm -rf .pytest_cache build *.egg-info
+
+distilbert-loop:
+	$(PY) -m distilbert.train_loop --config configs/distilbert_loop.yaml $(RUN_ARGS)
+
+bench-distilbert:
+	$(PY) -m distilbert.bench $(DATA_ARG) $(ARGS)
+
+distilbert-trainer:
+	$(PY) -m distilbert.train_trainer --config configs/distilbert_trainer.yaml $(RUN_ARGS)
+
+compare-distilbert:
+	$(PY) -m distilbert.bench --compare true $(DATA_ARG) $(ARGS)

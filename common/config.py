@@ -9,6 +9,7 @@ with the list of valid ones, so a typo never silently runs the default.
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import types
 import typing
@@ -136,6 +137,41 @@ def parse_config(cls: type[T], argv: Sequence[str] | None = None) -> T:
     _check_keys(cls, overrides, "command line")
     values.update(overrides)
     return build_config(cls, values)
+
+
+def parse_hf_args(types: Sequence[type], argv: Sequence[str] | None = None) -> tuple:
+    """Like parse_config, for Hugging Face argument dataclasses (TrainingArguments, SFTConfig, ...) next to a
+    script's own: one YAML and `--key value` overrides fill them all, through HfArgumentParser."""
+    from transformers import HfArgumentParser
+
+    config_path, overrides = parse_overrides(sys.argv[1:] if argv is None else argv)
+    values: dict[str, Any] = load_yaml(config_path) if config_path else {}
+    valid = sorted({f.name for t in types for f in dataclasses.fields(t) if f.init})
+    for where, keys in ((config_path, values), ("command line", overrides)):
+        unknown = [k for k in keys if k not in valid]
+        if unknown:
+            raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {where}; valid keys: {', '.join(valid)}")
+    values.update(overrides)
+    args: list[str] = []
+    for key, value in values.items():
+        if value is None:
+            continue  # YAML null: keep the field's default
+        if isinstance(value, (list, tuple)):
+            args += [f"--{key}", *map(str, value)]
+        elif isinstance(value, dict):
+            args += [f"--{key}", json.dumps(value)]
+        else:
+            args += [f"--{key}", str(value)]
+    parser = HfArgumentParser(types)
+
+    def error(message: str):
+        raise ConfigError(message)
+
+    parser.error = error  # a bad value is a one-line ConfigError, not argparse's usage dump
+    try:
+        return tuple(parser.parse_args_into_dataclasses(args=args))
+    except ValueError as e:  # raised by the dataclasses' own checks (__post_init__)
+        raise ConfigError(str(e).strip().splitlines()[0]) from None
 
 
 def to_dict(cfg: Any) -> dict:

@@ -185,3 +185,25 @@ def test_a_few_steps_on_real_reviews(tiny_distilbert, real_imdb_dir, tmp_path):
     assert results["global_step"] == 4
     assert results["test"]["n"] == 32
     assert results["manifest"]["splits"]["train"]["size"] == 34706
+
+
+def test_tokenised_splits_are_cached(tiny_distilbert, imdb_dir, tmp_path, monkeypatch):
+    from transformers import AutoTokenizer
+
+    import distilbert.data as ddata
+    from common.data import make_splits
+
+    splits, _ = make_splits("random_70_10_20", 0, imdb_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_distilbert)
+    first = ddata.tokenize_splits(splits, tokenizer, 64, tmp_path / "cache")
+    assert len(list((tmp_path / "cache").iterdir())) == 3
+
+    def no_tokenising(*a, **k):
+        raise AssertionError("tokenised again")
+
+    monkeypatch.setattr(ddata, "tokenize", no_tokenising)
+    second = ddata.tokenize_splits(splits, tokenizer, 64, tmp_path / "cache")
+    assert second["train"]["input_ids"] == first["train"]["input_ids"]
+    assert max(second["train"]["length"]) <= 64
+    with pytest.raises(AssertionError, match="tokenised again"):  # another max_length is another cache entry
+        ddata.tokenize_splits(splits, tokenizer, 32, tmp_path / "cache")

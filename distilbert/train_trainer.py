@@ -1,0 +1,176 @@
+"""Fine-tune DistilBERT on IMDB with the Hugging Face Trainer: the same data, tokens, model and metrics as the loop.
+
+    make distilbert-trainer
+    python -m distilbert.train_trainer --config configs/distilbert_trainer.yaml --max_train_samples 2000
+    python -m distilbert.train_trainer --config configs/distilbert_trainer.yaml --resume_from_checkpoint latest
+
+Settings: the script's own (ScriptArguments below) plus every `TrainingArguments` field, from the YAML or the
+command line. The run folder gets the same config.yaml, metrics.jsonl (same metric names) and results.json
+(same format) as distilbert/train_loop.py, so the two runs compare line by line; plus best_model/.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from common.config import UserError, parse_hf_args, run_main
+from common.data import make_splits, summary_line
+from common.metrics import classification_metrics, compute_metrics, scalar_metrics
+from common.tracking import PROJECT, RunLogger, wandb_mode
+from distilbert.data import Collator, limit_splits, tokenize_splits
+from distilbert.model import load_model_and_tokenizer
+from distilbert.train_loop import precision
+
+
+@dataclass
+class ScriptArguments:
+    model_name_or_path: str = "distilbert-base-uncased"
+    data_dir: str | None = None           # folder with train/test.parquet; else $IMDB_DATA_DIR; else the Hub
+    protocol: str = "random_70_10_20"
+    max_length: int = 512
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    max_test_samples: int | None = None
+    mixed_precision: str = "auto"         # auto: bf16 or fp16 on a GPU, fp32 on CPU; or no / bf16 / fp16
+    cache_dir: str | None = ".cache/tokenized"
+    trust_remote_code: bool = False
+
+
+# Trainer log keys -> the project's metric names (those of the hand-written loop)
+TRAIN_KEYS = {"loss": "train/loss", "learning_rate": "train/learning_rate", "grad_norm": "train/grad_norm",
+              "epoch": "train/epoch"}
+
+
+class MetricsLogger(TrainerCallback):
+    """Mirrors the Trainer's logs into metrics.jsonl under the loop's names, with train-only throughput."""
+
+    def __init__(self, logger: RunLogger, samples_per_step: int):
+        self.logger, self.samples_per_step = logger, samples_per_step
+        self.window_time, self.window_steps, self.total_time, self.total_steps = 0.0, 0, 0.0, 0
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.t0 = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        elapsed = time.perf_counter() - self.t0
+        self.window_time += elapsed
+        self.total_time += elapsed
+        self.window_steps += 1
+        self.total_steps += 1
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        row = {}
+        if "loss" in logs:
+            row = {new: logs[old] for old, new in TRAIN_KEYS.items() if old in logs}
+            row["train/global_step"] = state.global_step
+            if self.window_time > 0:
+                row["train/samples_per_second"] = self.window_steps * self.samples_per_step / self.window_time
+            self.window_time, self.window_steps = 0.0, 0
+        row.update({f"eval/{k[5:]}": v for k, v in logs.items() if k.startswith("eval_")
+                    and isinstance(v, (int, float)) and not k.endswith(("_runtime", "_per_second"))})
+        if row:
+            self.logger.log(row, state.global_step)
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.total_steps * self.samples_per_step / max(self.total_time, 1e-9)
+
+
+def build_args(script: ScriptArguments, args: TrainingArguments) -> TrainingArguments:
+    """Mixed precision from the script's `auto` setting; W&B offline when no account is configured."""
+    mode = precision(script.mixed_precision) if not (args.bf16 or args.fp16) else "given"
+    if mode in ("bf16", "fp16"):
+        args = dataclasses.replace(args, **{mode: True})
+    if "wandb" in (args.report_to or []):
+        os.environ.setdefault("WANDB_MODE", wandb_mode())
+        os.environ.setdefault("WANDB_PROJECT", PROJECT)
+        os.environ.setdefault("WANDB_DIR", args.output_dir)
+    return args
+
+
+def find_checkpoint(args: TrainingArguments) -> Path | None:
+    value = args.resume_from_checkpoint
+    if value in (None, ""):
+        return None
+    if value == "latest":
+        found = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+        if not found:
+            raise UserError(f"no checkpoint to resume in {args.output_dir}")
+        return Path(found)
+    if not (Path(value) / "trainer_state.json").is_file():
+        raise UserError(f"{value}: not a Trainer checkpoint folder (no trainer_state.json)")
+    return Path(value)
+
+
+def main(argv=None) -> dict | None:
+    script, args = parse_hf_args((ScriptArguments, TrainingArguments), argv)
+    args = build_args(script, args)
+    resume = find_checkpoint(args)
+    start = time.perf_counter()
+    model, tokenizer = load_model_and_tokenizer(script.model_name_or_path, script.trust_remote_code)
+    splits, manifest = make_splits(script.protocol, args.seed, script.data_dir)
+    splits = limit_splits(splits, {"train": script.max_train_samples, "validation": script.max_eval_samples,
+                                   "test": script.max_test_samples})
+    with args.main_process_first(desc="tokenise"):
+        data = tokenize_splits(splits, tokenizer, script.max_length, script.cache_dir)
+
+    logger = None
+    if args.process_index == 0:
+        for name, df in splits.items():
+            print(summary_line(name, {**manifest["splits"][name], "size": len(df)}))
+        config = {**dataclasses.asdict(script), **args.to_dict()}
+        resume_step = json.loads((resume / "trainer_state.json").read_text())["global_step"] if resume else None
+        # W&B is the Trainer's own (report_to); this logger writes the run folder's files
+        logger = RunLogger(args.output_dir, config, report_to="none", run_name=args.run_name, resume_step=resume_step)
+    samples_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+    metrics_logger = MetricsLogger(logger, samples_per_step) if logger else None
+    trainer = Trainer(model=model, args=args, train_dataset=data["train"], eval_dataset=data["validation"],
+                      data_collator=Collator(tokenizer.pad_token_id), processing_class=tokenizer,
+                      compute_metrics=compute_metrics, callbacks=[metrics_logger] if metrics_logger else [])
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+
+    best = Path(args.output_dir) / "best_model"
+    trainer.save_model(str(best))  # with load_best_model_at_end, the model now in memory is the best one
+    validation = evaluate(trainer, data["validation"], "validation")
+    test = evaluate(trainer, data["test"], "test")
+    if logger is None:
+        return None
+    logger.log({f"test/{k}": v for k, v in scalar_metrics(test).items()}, trainer.state.global_step)
+    results = {
+        "script": "distilbert.train_trainer", "model": script.model_name_or_path,
+        "test": test, "validation": validation,
+        "best_step": best_step(trainer), "global_step": trainer.state.global_step,
+        "manifest": manifest, "split_sizes_used": {k: len(v) for k, v in data.items()},
+        "num_processes": args.world_size, "mixed_precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "no",
+        "train_samples_per_second": metrics_logger.samples_per_second,
+        "wall_time_s": round(time.perf_counter() - start, 1),
+    }
+    logger.finish(results)
+    print(f"test accuracy {test['accuracy']:.4f}  F1 {test['f1']:.4f}  (best step {results['best_step']}, "
+          f"{results['train_samples_per_second']:.1f} samples/s)  -> {args.output_dir}/results.json")
+    return results
+
+
+def evaluate(trainer: Trainer, dataset, name: str) -> dict:
+    """The full metrics (confusion matrix included) of the current model on one split."""
+    out = trainer.predict(dataset, metric_key_prefix=name)
+    return {"loss": out.metrics[f"{name}_loss"], **classification_metrics(out.label_ids, np.argmax(out.predictions, -1))}
+
+
+def best_step(trainer: Trainer) -> int | None:
+    path = trainer.state.best_model_checkpoint
+    return int(path.rsplit("-", 1)[-1]) if path else None
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,93 @@
+import json
+
+import pytest
+
+import distilbert.train_trainer as tt
+from common.config import ConfigError, UserError, parse_hf_args
+from tests.conftest import ROOT
+
+CONFIG = str(ROOT / "configs/distilbert_trainer.yaml")
+
+
+def args(model, data, out, tmp_path, *extra):
+    return ["--config", CONFIG, "--model_name_or_path", str(model), "--data_dir", str(data), "--output_dir", str(out),
+            "--cache_dir", str(tmp_path / "cache"), "--report_to", "none", "--warmup_steps", "5",
+            "--learning_rate", "1e-3", "--logging_steps", "4", "--use_cpu", "true", *extra]
+
+
+@pytest.fixture(scope="module")
+def trainer_run(tiny_distilbert, tmp_path_factory):
+    from tests.synthetic import write_imdb
+
+    tmp = tmp_path_factory.mktemp("trainer")
+    out = tmp / "run"
+    results = tt.main(args(tiny_distilbert, write_imdb(tmp / "imdb"), out, tmp, "--num_train_epochs", "3"))
+    return out, results
+
+
+def test_trainer_learns_and_writes_same_files_as_loop(trainer_run):
+    out, results = trainer_run
+    assert results["test"]["accuracy"] > 0.9
+    saved = json.loads((out / "results.json").read_text())
+    loop_keys = {"script", "model", "test", "validation", "best_step", "global_step", "manifest", "split_sizes_used",
+                 "num_processes", "mixed_precision", "train_samples_per_second", "wall_time_s", "run_info"}
+    assert set(saved) == loop_keys
+    assert set(saved["test"]) == {"loss", "accuracy", "precision", "recall", "f1", "accuracy_negative",
+                                  "accuracy_positive", "confusion_matrix", "n"}
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if "train/loss" in r]
+    assert {"train/loss", "train/learning_rate", "train/grad_norm", "train/epoch", "train/global_step",
+            "train/samples_per_second"} <= set(train_rows[0])
+    assert train_rows[-1]["train/loss"] < train_rows[0]["train/loss"]
+    eval_rows = [r for r in rows if "eval/accuracy" in r]
+    assert len(eval_rows) == 3 and {"eval/loss", "eval/f1"} <= set(eval_rows[0])
+
+
+def test_best_checkpoint_is_chosen_by_validation_accuracy(trainer_run):
+    out, results = trainer_run
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "eval/accuracy" in r]
+    best = max(evals, key=lambda r: r["eval/accuracy"])  # first of the best, as the Trainer keeps it
+    assert results["best_step"] == best["step"]
+    assert results["validation"]["accuracy"] == pytest.approx(best["eval/accuracy"])
+    from transformers import AutoModelForSequenceClassification
+
+    assert AutoModelForSequenceClassification.from_pretrained(out / "best_model").config.id2label[0] == "negative"
+
+
+def test_yaml_and_command_line_reach_training_arguments():
+    script, training = parse_hf_args((tt.ScriptArguments, tt.TrainingArguments),
+                                     ["--config", CONFIG, "--learning_rate", "3e-5", "--max_train_samples", "10",
+                                      "--report_to", "none", "--use_cpu", "true"])
+    assert training.learning_rate == pytest.approx(3e-5)
+    assert training.weight_decay == pytest.approx(0.01) and training.warmup_steps == 500
+    assert training.train_sampling_strategy == "group_by_length"
+    assert training.metric_for_best_model == "accuracy" and training.load_best_model_at_end
+    assert script.max_train_samples == 10 and script.model_name_or_path == "distilbert-base-uncased"
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--learning_rat", "1"], r"unknown key\(s\) learning_rat in command line"),
+    (["--eval_strategy", "sometimes"], "eval_strategy"),
+])
+def test_bad_settings(argv, match):
+    with pytest.raises(ConfigError, match=match):
+        parse_hf_args((tt.ScriptArguments, tt.TrainingArguments), ["--config", CONFIG, *argv])
+
+
+def test_resume_from_latest_checkpoint(tiny_distilbert, imdb_dir, tmp_path):
+    out = tmp_path / "run"
+    common = ["--max_train_samples", "128", "--save_total_limit", "3"]
+    first = tt.main(args(tiny_distilbert, imdb_dir, out, tmp_path, *common, "--num_train_epochs", "1"))
+    assert first["global_step"] == 8
+    resumed = tt.main(args(tiny_distilbert, imdb_dir, out, tmp_path, *common, "--num_train_epochs", "2",
+                           "--resume_from_checkpoint", "latest"))
+    assert resumed["global_step"] == 16
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()
+             if "train/loss" in line]
+    assert steps == sorted(set(steps)) and steps[-1] == 16
+
+
+def test_resume_without_checkpoint_is_an_error(tiny_distilbert, imdb_dir, tmp_path):
+    with pytest.raises(UserError, match="no checkpoint to resume"):
+        tt.main(args(tiny_distilbert, imdb_dir, tmp_path / "empty", tmp_path, "--resume_from_checkpoint", "latest"))
