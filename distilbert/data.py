@@ -5,6 +5,7 @@ Shared by train_loop.py and train_trainer.py, so both see the same examples, tok
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import shutil
 from pathlib import Path
@@ -33,8 +34,15 @@ def limit_splits(splits: dict[str, pd.DataFrame], limits: dict[str, int | None])
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
+    """What decides the token ids: the backend's model, normaliser and templates, not its call-time settings."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    vocab = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    if backend is not None:
+        spec = json.loads(backend.to_str())
+        spec.pop("truncation", None)  # set by each call with truncation=True: not part of the identity
+        spec.pop("padding", None)
+        vocab = json.dumps(spec, sort_keys=True)
+    else:
+        vocab = repr(sorted(tokenizer.get_vocab().items()))
     return hashlib.sha256(f"{type(tokenizer).__name__}\0{tokenizer.truncation_side}\0{vocab}".encode()).hexdigest()
 
 
