@@ -14,7 +14,7 @@ OUT_ARG = $(if $(OUT),--output_dir $(OUT))
 RUN_ARGS = $(DATA_ARG) $(OUT_ARG) $(ARGS)
 export HF_HUB_DISABLE_TELEMETRY = 1
 
-.PHONY: setup torch test baseline export-splits clean distilbert-loop bench-distilbert distilbert-trainer compare-distilbert
+.PHONY: setup torch test baseline export-splits clean distilbert-loop bench-distilbert distilbert-trainer compare-distilbert mistral-sft mistral-eval bench-mistral
 
 setup: $(PY) torch
 	$(PY) -m pip install -e ".[dev]"
@@ -66,3 +66,12 @@ distilbert-trainer:
 
 compare-distilbert:
 	$(PY) -m distilbert.bench --compare true $(DATA_ARG) $(ARGS)
+
+mistral-sft:
+	$(PY) -m mistral.train_sft --config configs/mistral_sft.yaml $(RUN_ARGS)
+
+mistral-eval:
+	$(PY) -m mistral.evaluate --config configs/mistral_eval.yaml $(RUN_ARGS)
+
+bench-mistral:
+	$(PY) -m mistral.bench $(DATA_ARG) $(ARGS)

@@ -151,7 +151,10 @@ def parse_hf_args(types: Sequence[type], argv: Sequence[str] | None = None) -> t
         unknown = [k for k in keys if k not in valid]
         if unknown:
             raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {where}; valid keys: {', '.join(valid)}")
-    values.update(overrides)
+    list_fields = {f.name for t in types for f in dataclasses.fields(t)
+                   if typing.get_origin(typing.get_type_hints(t).get(f.name)) is list}
+    # on the command line a list is comma-separated, as for parse_config: --answer_words neg,pos
+    values.update({k: v.split(",") if k in list_fields else v for k, v in overrides.items()})
     args: list[str] = []
     for key, value in values.items():
         if value is None:

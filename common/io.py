@@ -46,3 +46,8 @@ def to_json(obj: Any, **kwargs) -> str:
 
 def write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(to_json(obj, indent=2) + "\n"))
+
+
+def looks_local(name: str) -> bool:
+    """A model name that is a path rather than a Hub id ("org/name" or "name")."""
+    return name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or Path(name).exists()

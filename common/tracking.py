@@ -89,6 +89,15 @@ def run_info() -> dict:
     return info
 
 
+def configure_trainer_wandb(report_to, output_dir) -> None:
+    """For the HF Trainer's own W&B callback: offline without an account, our project, files in the run folder."""
+    if "wandb" in (report_to or []):
+        os.environ.setdefault("WANDB_MODE", wandb_mode())
+        os.environ.setdefault("WANDB_PROJECT", PROJECT)
+        os.environ.setdefault("WANDB_DIR", str(output_dir))
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+
+
 def start_wandb(config: dict, output_dir: Path, run_name: str | None, project: str = PROJECT):
     """A W&B run, or None (with a warning) if W&B cannot start. Never raises."""
     try:

@@ -4,14 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from common.config import UserError
+from common.io import looks_local
 
 ID2LABEL = {0: "negative", 1: "positive"}
 LABEL2ID = {v: k for k, v in ID2LABEL.items()}
-
-
-def looks_local(name: str) -> bool:
-    """A path rather than a Hub id ("org/name" or "name")."""
-    return name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or Path(name).exists()
 
 
 def load_model_and_tokenizer(name: str, trust_remote_code: bool = False, num_labels: int = 2):

@@ -12,19 +12,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from common.config import UserError, parse_hf_args, run_main
 from common.data import make_splits, summary_line
 from common.metrics import classification_metrics, compute_metrics, scalar_metrics
-from common.tracking import PROJECT, RunLogger, wandb_mode
+from common.callbacks import MetricsLogger
+from common.tracking import RunLogger, configure_trainer_wandb
 from distilbert.data import Collator, limit_splits, tokenize_splits
 from distilbert.model import load_model_and_tokenizer
 from distilbert.train_loop import precision
@@ -44,57 +44,12 @@ class ScriptArguments:
     trust_remote_code: bool = False
 
 
-# Trainer log keys -> the project's metric names (those of the hand-written loop)
-TRAIN_KEYS = {"loss": "train/loss", "learning_rate": "train/learning_rate", "grad_norm": "train/grad_norm",
-              "epoch": "train/epoch"}
-
-
-class MetricsLogger(TrainerCallback):
-    """Mirrors the Trainer's logs into metrics.jsonl under the loop's names, with train-only throughput."""
-
-    def __init__(self, logger: RunLogger, samples_per_step: int):
-        self.logger, self.samples_per_step = logger, samples_per_step
-        self.window_time, self.window_steps, self.total_time, self.total_steps = 0.0, 0, 0.0, 0
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        self.t0 = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        elapsed = time.perf_counter() - self.t0
-        self.window_time += elapsed
-        self.total_time += elapsed
-        self.window_steps += 1
-        self.total_steps += 1
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not state.is_world_process_zero or not logs:
-            return
-        row = {}
-        if "loss" in logs:
-            row = {new: logs[old] for old, new in TRAIN_KEYS.items() if old in logs}
-            row["train/global_step"] = state.global_step
-            if self.window_time > 0:
-                row["train/samples_per_second"] = self.window_steps * self.samples_per_step / self.window_time
-            self.window_time, self.window_steps = 0.0, 0
-        row.update({f"eval/{k[5:]}": v for k, v in logs.items() if k.startswith("eval_")
-                    and isinstance(v, (int, float)) and not k.endswith(("_runtime", "_per_second"))})
-        if row:
-            self.logger.log(row, state.global_step)
-
-    @property
-    def samples_per_second(self) -> float:
-        return self.total_steps * self.samples_per_step / max(self.total_time, 1e-9)
-
-
 def build_args(script: ScriptArguments, args: TrainingArguments) -> TrainingArguments:
     """Mixed precision from the script's `auto` setting; W&B offline when no account is configured."""
     mode = precision(script.mixed_precision) if not (args.bf16 or args.fp16) else "given"
     if mode in ("bf16", "fp16"):
         args = dataclasses.replace(args, **{mode: True})
-    if "wandb" in (args.report_to or []):
-        os.environ.setdefault("WANDB_MODE", wandb_mode())
-        os.environ.setdefault("WANDB_PROJECT", PROJECT)
-        os.environ.setdefault("WANDB_DIR", args.output_dir)
+    configure_trainer_wandb(args.report_to, args.output_dir)
     return args
 
 

@@ -1,0 +1,50 @@
+"""Trainer callbacks shared by the Hugging Face Trainer scripts (DistilBERT Trainer, Mistral SFT)."""
+from __future__ import annotations
+
+import time
+
+from transformers import TrainerCallback
+
+from common.tracking import RunLogger
+
+# Trainer log keys -> the project's metric names (those of the hand-written loop)
+TRAIN_KEYS = {"loss": "train/loss", "learning_rate": "train/learning_rate", "grad_norm": "train/grad_norm",
+              "epoch": "train/epoch"}
+
+
+class MetricsLogger(TrainerCallback):
+    """Mirrors the Trainer's logs into metrics.jsonl under the project's names (those of the hand-written
+    DistilBERT loop), with train-only throughput: the time between step begin and step end, evaluation excluded."""
+
+    def __init__(self, logger: RunLogger, samples_per_step: int):
+        self.logger, self.samples_per_step = logger, samples_per_step
+        self.window_time, self.window_steps, self.total_time, self.total_steps = 0.0, 0, 0.0, 0
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.t0 = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        elapsed = time.perf_counter() - self.t0
+        self.window_time += elapsed
+        self.total_time += elapsed
+        self.window_steps += 1
+        self.total_steps += 1
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        row = {}
+        if "loss" in logs:
+            row = {new: logs[old] for old, new in TRAIN_KEYS.items() if old in logs}
+            row["train/global_step"] = state.global_step
+            if self.window_time > 0:
+                row["train/samples_per_second"] = self.window_steps * self.samples_per_step / self.window_time
+            self.window_time, self.window_steps = 0.0, 0
+        row.update({f"eval/{k[5:]}": v for k, v in logs.items() if k.startswith("eval_")
+                    and isinstance(v, (int, float)) and not k.endswith(("_runtime", "_per_second"))})
+        if row:
+            self.logger.log(row, state.global_step)
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.total_steps * self.samples_per_step / max(self.total_time, 1e-9)

@@ -1,0 +1,93 @@
+"""Loading a causal LM for the Mistral experiment: 4-bit NF4 (bitsandbytes) or not, LoRA adapters (peft)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from common.config import UserError
+from common.io import looks_local
+from mistral.prompts import set_padding
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = "mistralai/Mistral-7B-Instruct-v0.2"
+    load_in_4bit: bool = True             # NF4 with double quantisation; false: plain LoRA on the dtype below
+    dtype: str = "auto"                   # compute dtype: auto (bf16, else fp16 on a GPU; fp32 on CPU), bf16, fp16, fp32
+    lora_r: int = 64
+    lora_alpha: int = 16
+    lora_dropout: float = 0.1
+    lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+def compute_dtype(setting: str = "auto") -> torch.dtype:
+    """bf16 on a GPU that has it, else fp16 on a GPU; fp32 on CPU (bf16 matmuls there are slow and inexact)."""
+    if setting != "auto":
+        return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[setting]
+    if torch.cuda.is_available():
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def load_base(name: str, load_in_4bit: bool = True, dtype: str = "auto", trust_remote_code: bool = False):
+    """The base model (4-bit NF4 with double quantisation, or in the compute dtype) and its tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    if looks_local(name) and not Path(name).expanduser().is_dir():
+        raise UserError(f"model folder not found: {name}")
+    torch_dtype = compute_dtype(dtype)
+    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                      bnb_4bit_compute_dtype=torch_dtype) if load_in_4bit else None
+    device_map = {"": 0} if torch.cuda.is_available() else None
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(name, quantization_config=quantization, dtype=torch_dtype,
+                                                     device_map=device_map, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot load a causal language model from {name}: {str(e).strip().splitlines()[0]}") from None
+    set_padding(tokenizer)
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tokenizer))
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def add_lora(model, r: int, alpha: int, dropout: float, target_modules: list[str], quantized: bool,
+             gradient_checkpointing: bool = True):
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if quantized:  # casts norms to fp32, enables input grads for checkpointing through frozen 4-bit layers
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules),
+                        bias="none", task_type="CAUSAL_LM")
+    try:
+        return get_peft_model(model, config)
+    except ValueError as e:
+        raise UserError(f"LoRA: {str(e).strip().splitlines()[0]}") from None
+
+
+def load_adapter(model, adapter: str):
+    """Base model + a saved LoRA adapter, checked against the base before loading."""
+    from peft import PeftModel
+
+    path = Path(adapter)
+    if not (path / "adapter_config.json").is_file():
+        raise UserError(f"adapter folder not found or incomplete (no adapter_config.json): {adapter}")
+    config = json.loads((path / "adapter_config.json").read_text())
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    missing = [m for m in config.get("target_modules") or [] if m not in names]
+    if missing:
+        raise UserError(f"adapter {adapter} targets modules {missing} that the base model does not have")
+    try:
+        return PeftModel.from_pretrained(model, str(path), is_trainable=False)
+    except (RuntimeError, ValueError) as e:  # shape mismatches: an adapter trained on another base model
+        first = str(e).strip().splitlines()
+        detail = next((line.strip() for line in first if "size mismatch" in line), first[0] if first else "")
+        raise UserError(f"adapter {adapter} does not match the base model: {detail}") from None

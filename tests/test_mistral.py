@@ -1,0 +1,222 @@
+import json
+
+import pytest
+import torch
+
+from common.config import ConfigError, UserError
+from mistral import evaluate as ev
+from mistral import train_sft
+from mistral.model import load_base
+from mistral.prompts import PromptArguments, make_format, set_padding
+from tests.conftest import ROOT
+from tests.synthetic import make_imdb
+
+SFT_CONFIG = str(ROOT / "configs/mistral_sft.yaml")
+EVAL_CONFIG = str(ROOT / "configs/mistral_eval.yaml")
+PROMPT = PromptArguments()
+
+
+@pytest.fixture(scope="module")
+def tiny_mistral(tmp_path_factory):
+    from tests.tiny_models import CHAT_TEMPLATE, save_tiny_mistral
+
+    return save_tiny_mistral(tmp_path_factory.mktemp("tiny_mistral"), chat_template=CHAT_TEMPLATE)
+
+
+@pytest.fixture(scope="module")
+def plain_mistral(tmp_path_factory):
+    """The same tiny model without a chat template: prompts end with the template's answer cue."""
+    from tests.tiny_models import save_tiny_mistral
+
+    return save_tiny_mistral(tmp_path_factory.mktemp("plain_mistral"))
+
+
+def sft_args(model, data, out, *extra):
+    return ["--config", SFT_CONFIG, "--model_name_or_path", str(model), "--data_dir", str(data),
+            "--output_dir", str(out), "--report_to", "none", "--n_train", "24", "--n_eval", "10", "--n_test", "20",
+            "--max_length", "96", "--lora_r", "8", "--learning_rate", "5e-3", "--logging_steps", "2",
+            "--num_train_epochs", "2", *extra]
+
+
+def formatted(model_dir, max_length=96, **kw):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    set_padding(tokenizer)
+    return make_format(tokenizer, kw.get("template", PROMPT.prompt_template), PROMPT.instruction,
+                       kw.get("answers", PROMPT.answer_words), max_length)
+
+
+@pytest.mark.parametrize("which", ["tiny_mistral", "plain_mistral"])
+def test_labels_masked_except_answer_and_eos(which, request, tmp_path):
+    from trl import SFTConfig, SFTTrainer
+
+    model_dir = request.getfixturevalue(which)
+    fmt = formatted(model_dir)
+    assert fmt.use_chat == (which == "tiny_mistral")
+    model, tokenizer = load_base(str(model_dir), load_in_4bit=False)
+    assert tokenizer.pad_token_id != tokenizer.eos_token_id
+    raw = make_imdb(n_train=8, n_test=0, n_dup=0)["train"]
+    dataset = train_sft.to_dataset(fmt, raw)
+    trainer = SFTTrainer(model=model, args=SFTConfig(output_dir=str(tmp_path), max_length=96, bf16=False,
+                                                     completion_only_loss=True, report_to="none"),
+                         train_dataset=dataset, processing_class=tokenizer)
+    for row, label in zip(trainer.train_dataset, raw["label"]):
+        kept = [(i, t) for i, t in enumerate(row["labels"]) if t != -100]
+        answer = fmt.answer_ids[label] + [tokenizer.eos_token_id]
+        assert [t for _, t in kept] == answer  # only the answer and EOS carry loss
+        assert kept[0][0] == len(row["input_ids"]) - len(answer)  # at the very end of the sequence
+
+
+def test_long_review_keeps_its_answer(tiny_mistral):
+    fmt = formatted(tiny_mistral, max_length=64)
+    long_review = " ".join(["the film was great and moving"] * 200)
+    example = fmt.example(long_review, 1)
+    assert len(example["input_ids"]) <= 64
+    assert example["input_ids"][-1] == fmt.tokenizer.eos_token_id
+    assert example["input_ids"][-1 - len(fmt.answer_ids[1]):-1] == fmt.answer_ids[1]
+    assert fmt.tokenizer.decode(example["input_ids"]).count("[/INST]") == 1  # the prompt's end survived the cut
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"template": "Classify: {text}"}, "must contain the placeholder {review}"),
+    ({"answers": ["good", "good"]}, "two different words"),
+    ({"answers": ["positive", "positively"]}, "start with the same token"),
+])
+def test_bad_prompt_settings(tiny_mistral, kw, match):
+    with pytest.raises(UserError, match=match):
+        formatted(tiny_mistral, **kw)
+
+
+@pytest.fixture(scope="module")
+def sft_run(tiny_mistral, tmp_path_factory):
+    from tests.synthetic import write_imdb
+
+    tmp = tmp_path_factory.mktemp("sft")
+    results = train_sft.main(sft_args(tiny_mistral, write_imdb(tmp / "imdb"), tmp / "run"))
+    return tmp, results
+
+
+def test_sft_writes_zero_shot_and_tuned_results(sft_run):
+    tmp, results = sft_run
+    saved = json.loads((tmp / "run" / "results.json").read_text())
+    keys = {"accuracy", "accuracy_negative", "accuracy_positive", "f1", "confusion_matrix", "n"}
+    assert keys <= set(saved["zero_shot"]) and keys <= set(saved["tuned"])
+    assert saved["zero_shot"]["n"] == saved["tuned"]["n"] == 20
+    assert saved["manifest"]["protocol"] == "balanced"
+    assert saved["best_epoch"] in (1.0, 2.0)
+    rows = [json.loads(line) for line in (tmp / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert any("train/loss" in r and "train/grad_norm" in r and "train/learning_rate" in r for r in rows)
+    assert len([r for r in rows if "eval/accuracy" in r]) == 2
+    assert any("eval/loss" in r for r in rows)
+    assert (tmp / "run" / "best_adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_4bit_lora_sft_changes_only_adapter_weights(tiny_mistral, tmp_path):
+    from trl import SFTConfig, SFTTrainer
+
+    from mistral.model import add_lora
+
+    fmt = formatted(tiny_mistral)
+    model, tokenizer = load_base(str(tiny_mistral), load_in_4bit=True)
+    assert type(model.model.layers[0].self_attn.q_proj).__name__ == "Linear4bit"
+    model = add_lora(model, r=8, alpha=16, dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                     quantized=True)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    assert all("lora_" in n for n, p in model.named_parameters() if p.requires_grad)
+    args = SFTConfig(output_dir=str(tmp_path), max_length=96, bf16=False, completion_only_loss=True, max_steps=4,
+                     per_device_train_batch_size=2, learning_rate=1e-2, report_to="none", save_strategy="no",
+                     optim="adamw_torch", gradient_checkpointing=True,
+                     gradient_checkpointing_kwargs={"use_reentrant": False})
+    dataset = train_sft.to_dataset(fmt, make_imdb(n_train=16, n_test=0, n_dup=0)["train"])
+    SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer).train()
+    after = dict(model.named_parameters())
+    changed = {n for n in before if not torch.equal(before[n], after[n].detach())}
+    assert changed and all("lora_" in n for n in changed)  # adapters trained, the 4-bit base stayed as it was
+    assert any("lora_B" in n for n in changed)
+
+
+def test_adapter_reloads_and_scores_identically(sft_run, tiny_mistral):
+    tmp, results = sft_run
+    out = ev.main(["--config", EVAL_CONFIG, "--model_name_or_path", str(tiny_mistral), "--data_dir",
+                   str(tmp / "imdb"), "--adapter", str(tmp / "run" / "best_adapter"), "--n_train", "24",
+                   "--n_eval", "10", "--n_test", "20", "--max_length", "96", "--output_dir", str(tmp / "eval"),
+                   "--report_to", "none"])
+    assert out["test"]["confusion_matrix"] == results["tuned"]["confusion_matrix"]
+    assert out["test"]["accuracy"] == results["tuned"]["accuracy"]
+
+
+def test_label_scoring_agrees_with_greedy_generation(tiny_mistral):
+    fmt = formatted(tiny_mistral)
+    model, _ = load_base(str(tiny_mistral), load_in_4bit=False)
+    # make the two answer tokens the likely next tokens, so that generation names a label most of the time
+    neg, pos = fmt.label_token_ids
+    with torch.no_grad():
+        head = model.lm_head.weight
+        direction = torch.randn_like(head[neg]) * 5
+        head[pos], head[neg] = direction, -direction  # which one wins depends on the review
+    reviews = make_imdb(n_train=30, n_test=0, n_dup=0)["train"]["text"].tolist()
+    scored = ev.score_labels(model, fmt, reviews, batch_size=7)  # uneven batches: left padding exercised
+    agreed = 0
+    for review, label in zip(reviews, scored):
+        ids = torch.tensor([fmt.prompt_ids(review)])
+        first = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=1,
+                               do_sample=False, pad_token_id=fmt.tokenizer.pad_token_id)[0, -1].item()
+        if first in (neg, pos):  # greedy generation starts a label word: scoring must pick the same one
+            assert label == int(first == pos)
+            agreed += 1
+    assert agreed >= 20
+    assert len(set(scored)) == 2  # both labels occur: the comparison is not vacuous
+
+
+def test_generate_mode_reports_unparsed():
+    assert ev.parse_answer(" Positive.", ["negative", "positive"]) == 1
+    assert ev.parse_answer("negative, not positive", ["negative", "positive"]) == 0
+    assert ev.parse_answer("I think so", ["negative", "positive"]) is None
+
+
+def test_evaluate_generate_mode_counts_unparsed(tiny_mistral, imdb_dir, tmp_path):
+    out = ev.main(["--config", EVAL_CONFIG, "--model_name_or_path", str(tiny_mistral), "--data_dir", str(imdb_dir),
+                   "--mode", "generate", "--n_train", "24", "--n_eval", "10", "--n_test", "6", "--max_length", "96", "--max_new_tokens", "2",
+                   "--output_dir", str(tmp_path / "gen"), "--report_to", "none", "--load_in_4bit", "false"])
+    metrics = out["test"]
+    assert metrics["n"] == 6 and 0 <= metrics["unparsed"] <= 6
+    assert 0.0 <= metrics["accuracy_all"] <= 1.0
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--model_name_or_path", "/no/such/model"], "model folder not found"),
+    (["--adapter", "/no/such/adapter"], "adapter folder not found"),
+    (["--answer_words", "good,good"], "two different words"),
+    (["--prompt_template", "no placeholder"], "must contain the placeholder"),
+    (["--batch_sise", "8"], "unknown key"),
+])
+def test_evaluate_bad_input(tiny_mistral, imdb_dir, tmp_path, extra, match):
+    base = ["--config", EVAL_CONFIG, "--model_name_or_path", str(tiny_mistral), "--data_dir", str(imdb_dir),
+            "--n_train", "24", "--n_eval", "10", "--n_test", "6", "--output_dir", str(tmp_path / "e"),
+            "--report_to", "none"]
+    with pytest.raises((UserError, ConfigError), match=match):
+        ev.main(base + extra)
+
+
+def test_adapter_for_another_base_is_rejected(sft_run, tmp_path, imdb_dir):
+    from tests.tiny_models import save_tiny_mistral
+
+    other = save_tiny_mistral(tmp_path / "wide", hidden_size=128)
+    tmp, _ = sft_run
+    with pytest.raises(UserError, match="does not match the base model"):
+        ev.main(["--config", EVAL_CONFIG, "--model_name_or_path", str(other), "--data_dir", str(imdb_dir),
+                 "--adapter", str(tmp / "run" / "best_adapter"), "--n_train", "24", "--n_eval", "10",
+                 "--n_test", "6", "--output_dir",
+                 str(tmp_path / "e"), "--report_to", "none"])
+
+
+def test_sft_bad_input_fails_before_loading_the_model(tiny_mistral, imdb_dir, tmp_path, monkeypatch):
+    def no_model(*a, **k):
+        raise AssertionError("model loaded before the settings were checked")
+
+    monkeypatch.setattr(train_sft, "load_base", no_model)
+    with pytest.raises(UserError, match="placeholder"):
+        train_sft.main(sft_args(tiny_mistral, imdb_dir, tmp_path / "r", "--prompt_template", "Classify this."))
+    with pytest.raises(ConfigError, match="unknown key"):
+        train_sft.main(sft_args(tiny_mistral, imdb_dir, tmp_path / "r", "--lora_rank", "8"))
