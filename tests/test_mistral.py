@@ -146,16 +146,26 @@ def test_adapter_reloads_and_scores_identically(sft_run, tiny_mistral):
     assert out["test"]["accuracy"] == results["tuned"]["accuracy"]
 
 
-def test_label_scoring_agrees_with_greedy_generation(tiny_mistral):
-    fmt = formatted(tiny_mistral)
-    model, _ = load_base(str(tiny_mistral), load_in_4bit=False)
-    # make the two answer tokens the likely next tokens, so that generation names a label most of the time
+@pytest.mark.parametrize("SEED", [0, 1, 2])
+def test_label_scoring_agrees_with_greedy_generation(tmp_path, SEED):
+    from tests.tiny_models import CHAT_TEMPLATE, save_tiny_mistral
+
+    # a window wider than the prompts, so that the answer position sees the review, not only the template's end
+    folder = save_tiny_mistral(tmp_path / "wide_window", sliding_window=256, chat_template=CHAT_TEMPLATE)
+    fmt = formatted(folder)
+    model, _ = load_base(str(folder), load_in_4bit=False)
+    reviews = make_imdb(n_train=30, n_test=0, n_dup=0, seed=SEED)["train"]["text"].tolist()
+    # Make the two answer tokens the likely next tokens, and which one wins depend on the review: their output
+    # rows become +v and -v, with v the direction along which the answer-position states vary most.
     neg, pos = fmt.label_token_ids
     with torch.no_grad():
-        head = model.lm_head.weight
-        direction = torch.randn_like(head[neg]) * 5
-        head[pos], head[neg] = direction, -direction  # which one wins depends on the review
-    reviews = make_imdb(n_train=30, n_test=0, n_dup=0)["train"]["text"].tolist()
+        states = torch.stack([model(torch.tensor([fmt.prompt_ids(r)]), output_hidden_states=True)
+                              .hidden_states[-1][0, -1] for r in reviews])
+        centred = states - states.mean(0)
+        v = torch.linalg.svd(centred, full_matrices=False).Vh[0]
+        v = v - (v @ states.mean(0)) / states.mean(0).norm() ** 2 * states.mean(0)  # no common offset
+        v = v / (centred @ v).std() * 50
+        model.lm_head.weight[pos], model.lm_head.weight[neg] = v, -v
     scored = ev.score_labels(model, fmt, reviews, batch_size=7)  # uneven batches: left padding exercised
     agreed = 0
     for review, label in zip(reviews, scored):
