@@ -4,7 +4,7 @@ from __future__ import annotations
 import string
 from pathlib import Path
 
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 
 from tests.synthetic import make_imdb
 
@@ -14,19 +14,10 @@ def corpus() -> list[str]:
     return list(raw["train"]["text"])
 
 
-def wordpiece_tokenizer(texts: list[str], vocab_size: int = 300, model_max_length: int = 512):
-    from transformers import PreTrainedTokenizerFast
+def wordpiece_tokenizer(texts: list[str], vocab_size: int = 300):
+    from distilbert.bench import train_tokenizer
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials))
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
-        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=model_max_length)
+    return train_tokenizer(texts, vocab_size)
 
 
 def save_tiny_distilbert(folder: Path, dim: int = 32, n_layers: int = 2, seed: int = 0, texts=None) -> Path:
