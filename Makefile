@@ -14,7 +14,7 @@ OUT_ARG = $(if $(OUT),--output_dir $(OUT))
 RUN_ARGS = $(DATA_ARG) $(OUT_ARG) $(ARGS)
 export HF_HUB_DISABLE_TELEMETRY = 1
 
-.PHONY: setup torch test baseline export-splits clean distilbert-loop bench-distilbert distilbert-trainer compare-distilbert mistral-sft mistral-eval bench-mistral
+.PHONY: setup torch test baseline export-splits clean distilbert-loop bench-distilbert distilbert-trainer compare-distilbert mistral-sft mistral-eval bench-mistral plots report demo
 
 setup: $(PY) torch
 	$(PY) -m pip install -e ".[dev]"
@@ -75,3 +75,15 @@ mistral-eval:
 
 bench-mistral:
 	$(PY) -m mistral.bench $(DATA_ARG) $(ARGS)
+
+# make plots RUN=runs/distilbert_loop [TO=images/distilbert/]
+plots:
+	$(PY) -m common.plots $(RUN) $(if $(TO),--to $(TO))
+
+# make report [RUNS=runs]
+RUNS ?= runs
+report:
+	$(PY) -m common.report --runs $(RUNS) --out results/RESULTS.md
+
+demo:
+	$(PY) -m common.demo $(DATA_ARG) $(if $(OUT),--out $(OUT)) $(ARGS)

@@ -32,3 +32,34 @@ def load_model_and_tokenizer(name: str, trust_remote_code: bool = False, num_lab
     if tokenizer.pad_token is None:
         raise UserError(f"{name}: the tokenizer has no padding token")
     return model, tokenizer
+
+
+BASE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "distilbert_base_uncased.json"
+
+
+def architecture_table(config_file: str | Path = BASE_CONFIG) -> str:
+    """The architecture of distilbert-base-uncased as a markdown table, read from its config; parameters counted
+    on an instance of the classifier built on the meta device (no weights needed)."""
+    import json
+
+    import torch
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    values = {k: v for k, v in json.loads(Path(config_file).read_text()).items() if not k.startswith("_")}
+    config = DistilBertConfig(**values, num_labels=2)
+    with torch.device("meta"):
+        model = DistilBertForSequenceClassification(config)
+    total = sum(p.numel() for p in model.parameters())
+    head = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("distilbert."))
+    rows = [("transformer layers", config.n_layers), ("hidden size (dim)", config.dim),
+            ("attention heads", config.n_heads), ("head size", config.dim // config.n_heads),
+            ("feed-forward size (hidden_dim)", config.hidden_dim),
+            ("vocabulary (WordPiece, uncased)", config.vocab_size),
+            ("max positions", config.max_position_embeddings), ("parameters, with the 2-class head", total),
+            ("of which the classification head", head)]
+    return "\n".join(["| DistilBERT (distilbert-base-uncased) | value |", "| --- | --- |",
+                      *[f"| {name} | {value:,} |" for name, value in rows]])
+
+
+if __name__ == "__main__":
+    print(architecture_table())

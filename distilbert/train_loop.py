@@ -323,6 +323,7 @@ def main(argv=None) -> dict | None:
     logger.log({f"test/{k}": v for k, v in scalar_metrics(test).items()}, state["global_step"])
     results = {
         "script": "distilbert.train_loop", "model": cfg.model_name_or_path,
+        "model_parameters": sum(p.numel() for p in model.parameters()),
         "test": test, "validation": json.loads((best / "best.json").read_text())["validation"],
         "best_step": state["best_step"], "global_step": state["global_step"],
         "manifest": manifest, "split_sizes_used": {k: len(v) for k, v in data.items()},

@@ -103,6 +103,7 @@ def main(argv=None) -> dict | None:
     logger.log({f"test/{k}": v for k, v in scalar_metrics(test).items()}, trainer.state.global_step)
     results = {
         "script": "distilbert.train_trainer", "model": script.model_name_or_path,
+        "model_parameters": sum(p.numel() for p in trainer.model.parameters()),
         "test": test, "validation": validation,
         "best_step": best_step(trainer), "global_step": trainer.state.global_step,
         "manifest": manifest, "split_sizes_used": {k: len(v) for k, v in data.items()},

@@ -140,6 +140,7 @@ def main(argv=None) -> dict:
                        prompt_args.answer_words, args.max_new_tokens)
     logger.log({f"{args.split}/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}, 0)
     results = {"script": "mistral.evaluate", "model": model_args.model_name_or_path, "adapter": args.adapter,
+               "model_parameters": sum(p.numel() for p in model.parameters()),
                "split": args.split, args.split: metrics, "manifest": manifest}
     logger.finish(results)
     extra = f", {metrics['unparsed']} unparsed" if args.mode == "generate" else ""

@@ -134,6 +134,7 @@ def main(argv=None) -> dict:
 
     results = {
         "script": "mistral.train_sft", "model": model_args.model_name_or_path,
+        "model_parameters": sum(p.numel() for p in model.parameters()),  # 4-bit weights count packed: a lower bound
         "quantization": "nf4-double-quant" if model_args.load_in_4bit else None,
         "zero_shot": zero_shot, "tuned": tuned,
         "best_epoch": accuracy.best["epoch"], "best_step": accuracy.best["step"],

@@ -9,7 +9,7 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from tests.synthetic import write_imdb  # noqa: E402
+from common.synthetic import write_imdb  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

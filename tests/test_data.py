@@ -6,7 +6,7 @@ import pytest
 
 from common.data import DataError, clean_text, export, load_imdb, make_splits
 from tests.conftest import ROOT
-from tests.synthetic import make_imdb
+from common.synthetic import make_imdb
 
 
 def texts(df):

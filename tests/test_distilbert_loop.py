@@ -29,7 +29,7 @@ def read_jsonl(path):
 @pytest.fixture(scope="module")
 def trained_run(tiny_distilbert, tmp_path_factory):
     """One 3-epoch run of the loop on synthetic data, shared by the tests that read its folder."""
-    from tests.synthetic import write_imdb
+    from common.synthetic import write_imdb
 
     tmp = tmp_path_factory.mktemp("loop")
     out = tmp / "run"
@@ -135,7 +135,7 @@ def test_two_process_cpu_run(tiny_distilbert, imdb_dir, tmp_path):
 
 def test_predict_on_saved_model(trained_run, tmp_path, capsys):
     from distilbert.predict import main as predict
-    from tests.synthetic import review
+    from common.synthetic import review
 
     out, _ = trained_run
     rng = np.random.default_rng(123)

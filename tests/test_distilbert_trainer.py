@@ -17,7 +17,7 @@ def args(model, data, out, tmp_path, *extra):
 
 @pytest.fixture(scope="module")
 def trainer_run(tiny_distilbert, tmp_path_factory):
-    from tests.synthetic import write_imdb
+    from common.synthetic import write_imdb
 
     tmp = tmp_path_factory.mktemp("trainer")
     out = tmp / "run"
@@ -29,7 +29,7 @@ def test_trainer_learns_and_writes_same_files_as_loop(trainer_run):
     out, results = trainer_run
     assert results["test"]["accuracy"] > 0.9
     saved = json.loads((out / "results.json").read_text())
-    loop_keys = {"script", "model", "test", "validation", "best_step", "global_step", "manifest", "split_sizes_used",
+    loop_keys = {"script", "model", "model_parameters", "test", "validation", "best_step", "global_step", "manifest", "split_sizes_used",
                  "num_processes", "mixed_precision", "train_samples_per_second", "wall_time_s", "run_info"}
     assert set(saved) == loop_keys
     assert set(saved["test"]) == {"loss", "accuracy", "precision", "recall", "f1", "accuracy_negative",

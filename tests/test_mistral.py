@@ -9,7 +9,7 @@ from mistral import train_sft
 from mistral.model import load_base
 from mistral.prompts import PromptArguments, make_format, set_padding
 from tests.conftest import ROOT
-from tests.synthetic import make_imdb
+from common.synthetic import make_imdb
 
 SFT_CONFIG = str(ROOT / "configs/mistral_sft.yaml")
 EVAL_CONFIG = str(ROOT / "configs/mistral_eval.yaml")
@@ -90,7 +90,7 @@ def test_bad_prompt_settings(tiny_mistral, kw, match):
 
 @pytest.fixture(scope="module")
 def sft_run(tiny_mistral, tmp_path_factory):
-    from tests.synthetic import write_imdb
+    from common.synthetic import write_imdb
 
     tmp = tmp_path_factory.mktemp("sft")
     results = train_sft.main(sft_args(tiny_mistral, write_imdb(tmp / "imdb"), tmp / "run"))

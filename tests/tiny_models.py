@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 
-from tests.synthetic import make_imdb
+from common.synthetic import make_imdb
 
 
 def corpus() -> list[str]:

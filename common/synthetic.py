@@ -1,4 +1,4 @@
-"""Synthetic IMDB-like reviews for tests: separable by sentiment words, with <br /> tags and duplicates.
+"""Synthetic IMDB-like reviews for tests and the demo: separable by sentiment words, with <br /> tags and duplicates.
 
 Never real reviews: every text is made up from the word lists below.
 """

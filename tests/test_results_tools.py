@@ -1,0 +1,100 @@
+import json
+
+import pytest
+
+from common.plots import PANELS, plot_run
+from common.report import build_report
+
+
+def write_run(folder, rows, results):
+    folder.mkdir(parents=True)
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "results.json").write_text(json.dumps(results))
+    return folder
+
+
+def metrics_rows(n=10, with_eval=True):
+    rows = [{"step": s, "train/loss": 1 / s, "train/learning_rate": 1e-4 * (1 - s / n), "train/grad_norm": 0.5,
+             "train/epoch": s / n, "train/global_step": s} for s in range(1, n + 1)]
+    if with_eval:
+        rows += [{"step": n, "eval/loss": 0.3, "eval/accuracy": 0.9}]
+    return rows
+
+
+def results_of(script="distilbert.train_loop", accuracy=0.93, params=66_955_010, date="2026-11-30T10:00:00+00:00"):
+    metrics = {"accuracy": accuracy, "f1": accuracy, "accuracy_negative": 0.9, "accuracy_positive": 0.96,
+               "confusion_matrix": [[45, 5], [2, 48]], "n": 100}
+    return {"script": script, "model": "distilbert-base-uncased", "model_parameters": params, "test": metrics,
+            "manifest": {"protocol": "random_70_10_20", "splits": {"train": {"size": 700}, "validation": {"size": 100},
+                                                                   "test": {"size": 100}}},
+            "wall_time_s": 120.0, "train_samples_per_second": 300.0,
+            "run_info": {"date": date, "git_commit": "0123456789abcdef"}}
+
+
+def test_plots_complete_run(tmp_path, capsys):
+    run = write_run(tmp_path / "run", metrics_rows(), results_of())
+    written = plot_run(run, to=tmp_path / "images")
+    assert {p.name for p in written} == {"training.png", "confusion_matrix.png"}
+    for path in written + [tmp_path / "images" / "training.png"]:
+        assert path.stat().st_size > 5_000 and path.read_bytes()[:4] == b"\x89PNG"
+    assert "no data" not in capsys.readouterr().out
+
+
+def test_plots_single_point_and_missing_metrics(tmp_path, capsys):
+    rows = [{"step": 1, "train/loss": 0.7}]
+    run = write_run(tmp_path / "run", rows, {"script": "x"})
+    written = plot_run(run)
+    assert [p.name for p in written] == ["training.png"]
+    out = capsys.readouterr().out
+    assert "no data for train/learning_rate" in out and "eval/accuracy" in out
+    assert "no confusion matrix" in out
+
+
+def test_plots_mistral_run_shows_both_evaluations(tmp_path):
+    results = results_of("mistral.train_sft")
+    results["zero_shot"], results["tuned"] = results.pop("test"), {**results_of()["test"], "accuracy": 0.96}
+    run = write_run(tmp_path / "run", metrics_rows(with_eval=False), results)
+    assert len(plot_run(run)) == 2
+
+
+def test_report_rows_published_figures_and_smoke_runs(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs / "loop", metrics_rows(), results_of())
+    write_run(runs / "tiny", metrics_rows(), results_of(params=1_000))
+    demo = runs / "demo"
+    write_run(demo / "trainer", metrics_rows(), results_of("distilbert.train_trainer"))
+    (demo / "SMOKE").write_text("demo")
+    text = build_report(runs)
+    measured, smoke = text.split("## Smoke runs")
+    assert "93.82%" in measured and "96.40%" in measured and "63.00%" in measured  # published, labelled
+    assert "`" + str(runs / "loop") + "`" in measured and "700 / 100 / 100" in measured
+    assert "93.00%" in measured and "0123456" in measured and "2026-11-30" in measured
+    assert str(runs / "tiny") in smoke and str(runs / "demo" / "trainer") in smoke
+    assert str(runs / "tiny") not in measured
+
+
+def test_report_missing_folder(tmp_path):
+    from common.config import UserError
+
+    with pytest.raises(UserError, match="runs folder not found"):
+        build_report(tmp_path / "nope")
+
+
+def test_panels_cover_the_wandb_charts():
+    assert [p[0] for p in PANELS][:5] == ["train/learning_rate", "train/global_step", "train/grad_norm",
+                                          "train/epoch", "train/loss"]
+
+
+@pytest.mark.slow
+def test_demo_runs_every_pipeline(tmp_path, capsys):
+    from common.demo import main as demo
+
+    out = demo(["--out", str(tmp_path / "demo"), "--synthetic", "true", "--n_train", "64"])
+    for run in ("baseline", "distilbert_loop", "distilbert_trainer", "mistral_sft"):
+        assert (out / run / "results.json").is_file(), run
+        assert (out / run / "plots" / "confusion_matrix.png").is_file(), run
+    assert (out / "distilbert_loop" / "plots" / "training.png").is_file()
+    report = (out / "RESULTS.md").read_text()
+    assert "## Smoke runs" in report and report.split("## Smoke runs")[0].count("distilbert.train_loop") == 0
+    printed = capsys.readouterr().out
+    assert "meaningless" in printed and "OK" in printed
