@@ -58,11 +58,7 @@ def training_figure(rows: list[dict], title: str, path: Path) -> list[str]:
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(present):]:
         ax.axis("off")
-    fig.suptitle(title, fontsize=12)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, title, path)
     return missing
 
 
@@ -86,6 +82,12 @@ def confusion_figure(matrices: dict[str, list[list[int]]], title: str, path: Pat
         ax.set_yticks([0, 1], LABELS)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
+    save(fig, title, path)
+
+
+def save(fig, title: str, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
     fig.suptitle(title, fontsize=12)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

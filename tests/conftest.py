@@ -34,3 +34,10 @@ def tiny_distilbert(tmp_path_factory) -> Path:
     from tests.tiny_models import save_tiny_distilbert
 
     return save_tiny_distilbert(tmp_path_factory.mktemp("tiny_distilbert"))
+
+
+def run_on_synthetic(tmp_path_factory, name: str, main, make_args, model: Path, *extra: str):
+    """One run of a training script on fresh synthetic data, shared by the tests of a module."""
+    tmp = tmp_path_factory.mktemp(name)
+    out = tmp / "run"
+    return out, main(make_args(model, write_imdb(tmp / "imdb"), out, tmp, *extra))

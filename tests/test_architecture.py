@@ -96,3 +96,9 @@ def test_parameter_table_comes_from_the_configs():
 
 def test_readme_table_is_the_generated_one():
     assert table() in (ROOT / "README.md").read_text()
+
+
+def test_readme_distilbert_table_is_the_generated_one():
+    from distilbert.model import architecture_table
+
+    assert architecture_table() in (ROOT / "README.md").read_text()

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 import distilbert.train_loop as loop
 from common.config import UserError
 from distilbert.data import Collator, LengthGroupedBatches, RandomBatches
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_on_synthetic
 
 CONFIG = str(ROOT / "configs/distilbert_loop.yaml")
 
@@ -29,12 +29,7 @@ def read_jsonl(path):
 @pytest.fixture(scope="module")
 def trained_run(tiny_distilbert, tmp_path_factory):
     """One 3-epoch run of the loop on synthetic data, shared by the tests that read its folder."""
-    from common.synthetic import write_imdb
-
-    tmp = tmp_path_factory.mktemp("loop")
-    out = tmp / "run"
-    results = loop.main(args(tiny_distilbert, write_imdb(tmp / "imdb"), out, tmp, "--num_train_epochs", "3"))
-    return out, results
+    return run_on_synthetic(tmp_path_factory, "loop", loop.main, args, tiny_distilbert, "--num_train_epochs", "3")
 
 
 def test_loop_learns_and_writes_run_folder(trained_run):
@@ -207,3 +202,16 @@ def test_tokenised_splits_are_cached(tiny_distilbert, imdb_dir, tmp_path, monkey
     assert max(second["train"]["length"]) <= 64
     with pytest.raises(AssertionError, match="tokenised again"):  # another max_length is another cache entry
         ddata.tokenize_splits(splits, tokenizer, 32, tmp_path / "cache")
+
+
+def test_predict_reads_a_parquet_column(trained_run, tmp_path):
+    import pandas as pd
+
+    from distilbert.predict import main as predict
+
+    out, _ = trained_run
+    pd.DataFrame({"review": ["a great superb film", "awful boring waste"]}).to_parquet(tmp_path / "r.parquet")
+    assert len(predict(["--model", str(out / "best_model"), "--file", str(tmp_path / "r.parquet"),
+                        "--column", "review"])) == 2
+    with pytest.raises(UserError, match="no column 'text'"):
+        predict(["--model", str(out / "best_model"), "--file", str(tmp_path / "r.parquet")])

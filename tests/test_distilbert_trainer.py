@@ -4,7 +4,7 @@ import pytest
 
 import distilbert.train_trainer as tt
 from common.config import ConfigError, UserError, parse_hf_args
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_on_synthetic
 
 CONFIG = str(ROOT / "configs/distilbert_trainer.yaml")
 
@@ -17,12 +17,7 @@ def args(model, data, out, tmp_path, *extra):
 
 @pytest.fixture(scope="module")
 def trainer_run(tiny_distilbert, tmp_path_factory):
-    from common.synthetic import write_imdb
-
-    tmp = tmp_path_factory.mktemp("trainer")
-    out = tmp / "run"
-    results = tt.main(args(tiny_distilbert, write_imdb(tmp / "imdb"), out, tmp, "--num_train_epochs", "3"))
-    return out, results
+    return run_on_synthetic(tmp_path_factory, "trainer", tt.main, args, tiny_distilbert, "--num_train_epochs", "3")
 
 
 def test_trainer_learns_and_writes_same_files_as_loop(trainer_run):
@@ -91,3 +86,15 @@ def test_resume_from_latest_checkpoint(tiny_distilbert, imdb_dir, tmp_path):
 def test_resume_without_checkpoint_is_an_error(tiny_distilbert, imdb_dir, tmp_path):
     with pytest.raises(UserError, match="no checkpoint to resume"):
         tt.main(args(tiny_distilbert, imdb_dir, tmp_path / "empty", tmp_path, "--resume_from_checkpoint", "latest"))
+
+
+@pytest.mark.slow
+def test_trainer_logs_to_wandb_offline(tiny_distilbert, imdb_dir, tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    out = tmp_path / "run"
+    argv = args(tiny_distilbert, imdb_dir, out, tmp_path, "--max_train_samples", "64", "--num_train_epochs", "1")
+    argv[argv.index("--report_to") + 1] = "wandb"
+    results = tt.main(argv)
+    assert results["test"]["n"] > 0
+    assert list(out.rglob("offline-run-*")), "no W&B offline run under the run folder"

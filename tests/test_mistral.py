@@ -230,3 +230,12 @@ def test_sft_bad_input_fails_before_loading_the_model(tiny_mistral, imdb_dir, tm
         train_sft.main(sft_args(tiny_mistral, imdb_dir, tmp_path / "r", "--prompt_template", "Classify this."))
     with pytest.raises(ConfigError, match="unknown key"):
         train_sft.main(sft_args(tiny_mistral, imdb_dir, tmp_path / "r", "--lora_rank", "8"))
+
+
+def test_merge_writes_a_loadable_model(tiny_mistral, imdb_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    train_sft.main(sft_args(tiny_mistral, imdb_dir, tmp_path / "run", "--num_train_epochs", "1", "--merge", "true"))
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "merged")
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+    assert (tmp_path / "run" / "merged" / "merged_from.json").is_file()
