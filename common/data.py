@@ -245,7 +245,8 @@ def main(argv=None) -> None:
     p.add_argument("--protocol", choices=PROTOCOLS, default="random_70_10_20")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--data_dir", default=None, help="folder with train.parquet and test.parquet (else $IMDB_DATA_DIR, else the Hub)")
+    p.add_argument("--data_dir", default=None,
+                   help="folder with train.parquet and test.parquet (else $IMDB_DATA_DIR, else the Hub)")
     p.add_argument("--n_train", type=int, default=900, help="balanced protocol only")
     p.add_argument("--n_eval", type=int, default=100, help="balanced protocol only")
     p.add_argument("--n_test", type=int, default=2500, help="balanced protocol only")
@@ -254,7 +255,8 @@ def main(argv=None) -> None:
                       n_train=args.n_train, n_eval=args.n_eval, n_test=args.n_test)
     for name, info in manifest["splits"].items():
         print(summary_line(name, info))
-    print(f"wrote {args.out}/{{train,validation,test}}.parquet and manifest.json ({manifest['protocol']}, seed {args.seed})")
+    print(f"wrote {args.out}/{{train,validation,test}}.parquet and manifest.json "
+          f"({manifest['protocol']}, seed {args.seed})")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,8 @@ def make_imdb(n_train: int = 400, n_test: int = 400, seed: int = 0, n_dup: int =
 
     def split(n: int, tag: str) -> pd.DataFrame:
         labels = np.array([0, 1] * (n // 2))
-        texts = [f"{tag}{i} " + review(rng, int(y), int(rng.integers(min_words, max_words))) for i, y in enumerate(labels)]
+        texts = [f"{tag}{i} " + review(rng, int(y), int(rng.integers(min_words, max_words)))
+                 for i, y in enumerate(labels)]
         return pd.DataFrame({"text": texts, "label": labels.astype("int64")})
 
     train, test = split(n_train, "tr"), split(n_test, "te")

@@ -88,7 +88,7 @@ def precision(setting: str) -> str:
 def optimizer_groups(model, weight_decay: float) -> list[dict]:
     """No weight decay on biases and LayerNorm weights, as in BERT's recipe."""
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    for p in model.parameters():
         if p.requires_grad:
             (no_decay if p.ndim < 2 else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -215,7 +215,8 @@ def train(cfg, accelerator, model, tokenizer, data, collate, logger, resume: Pat
         metrics = evaluate(model, data["validation"], collate, accelerator, cfg.per_device_eval_batch_size, "eval")
         if logger:
             logger.log({f"eval/{k}": v for k, v in scalar_metrics(metrics).items()}, state["global_step"])
-        accelerator.print(f"step {state['global_step']}: eval loss {metrics['loss']:.4f} accuracy {metrics['accuracy']:.4f}")
+        accelerator.print(f"step {state['global_step']}: eval loss {metrics['loss']:.4f} "
+                          f"accuracy {metrics['accuracy']:.4f}")
         if metrics["accuracy"] > state["best_accuracy"]:
             state.update(best_accuracy=metrics["accuracy"], best_step=state["global_step"])
             save_best(out / "best_model", accelerator, model, tokenizer,

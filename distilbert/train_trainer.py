@@ -120,7 +120,8 @@ def main(argv=None) -> dict | None:
 def evaluate(trainer: Trainer, dataset, name: str) -> dict:
     """The full metrics (confusion matrix included) of the current model on one split."""
     out = trainer.predict(dataset, metric_key_prefix=name)
-    return {"loss": out.metrics[f"{name}_loss"], **classification_metrics(out.label_ids, np.argmax(out.predictions, -1))}
+    predictions = np.argmax(out.predictions, -1)
+    return {"loss": out.metrics[f"{name}_loss"], **classification_metrics(out.label_ids, predictions)}
 
 
 def best_step(trainer: Trainer) -> int | None:

@@ -145,7 +145,8 @@ def main(argv=None) -> dict:
     logger.finish(results)
     extra = f", {metrics['unparsed']} unparsed" if args.mode == "generate" else ""
     print(f"{args.split} accuracy {metrics.get('accuracy_all', metrics.get('accuracy', 0.0)):.4f} on {metrics['n']} "
-          f"reviews ({args.mode}{extra}, {metrics['examples_per_second']:.1f} reviews/s) -> {args.output_dir}/results.json")
+          f"reviews ({args.mode}{extra}, {metrics['examples_per_second']:.1f} reviews/s) "
+          f"-> {args.output_dir}/results.json")
     return results
 
 

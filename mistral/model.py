@@ -16,7 +16,7 @@ from mistral.prompts import set_padding
 class ModelArguments:
     model_name_or_path: str = "mistralai/Mistral-7B-Instruct-v0.2"
     load_in_4bit: bool = True             # NF4 with double quantisation; false: plain LoRA on the dtype below
-    dtype: str = "auto"                   # compute dtype: auto (bf16, else fp16 on a GPU; fp32 on CPU), bf16, fp16, fp32
+    dtype: str = "auto"                   # compute: auto (bf16, else fp16 on a GPU; fp32 on CPU), bf16, fp16, fp32
     lora_r: int = 64
     lora_alpha: int = 16
     lora_dropout: float = 0.1

@@ -5,7 +5,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from safetensors.torch import load_file
 
 import distilbert.train_loop as loop

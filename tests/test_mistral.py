@@ -187,7 +187,8 @@ def test_generate_mode_reports_unparsed():
 
 def test_evaluate_generate_mode_counts_unparsed(tiny_mistral, imdb_dir, tmp_path):
     out = ev.main(["--config", EVAL_CONFIG, "--model_name_or_path", str(tiny_mistral), "--data_dir", str(imdb_dir),
-                   "--mode", "generate", "--n_train", "24", "--n_eval", "10", "--n_test", "6", "--max_length", "96", "--max_new_tokens", "2",
+                   "--mode", "generate", "--n_train", "24", "--n_eval", "10", "--n_test", "6", "--max_length", "96",
+                   "--max_new_tokens", "2",
                    "--output_dir", str(tmp_path / "gen"), "--report_to", "none", "--load_in_4bit", "false"])
     metrics = out["test"]
     assert metrics["n"] == 6 and 0 <= metrics["unparsed"] <= 6
