@@ -214,3 +214,25 @@ def test_predict_reads_a_parquet_column(trained_run, tmp_path):
                         "--column", "review"])) == 2
     with pytest.raises(UserError, match="no column 'text'"):
         predict(["--model", str(out / "best_model"), "--file", str(tmp_path / "r.parquet")])
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta"])
+def test_other_encoder_checkpoints_work_the_same_way(family, imdb_dir, tmp_path):
+    from transformers import (BertConfig, BertForSequenceClassification, RobertaConfig,
+                              RobertaForSequenceClassification)
+
+    from tests.tiny_models import corpus, wordpiece_tokenizer
+
+    tokenizer = wordpiece_tokenizer(corpus())
+    small = dict(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                 intermediate_size=64, pad_token_id=tokenizer.pad_token_id)
+    if family == "bert":
+        model = BertForSequenceClassification(BertConfig(max_position_embeddings=512, **small))
+    else:  # RoBERTa offsets positions by the padding index, hence the extra room
+        model = RobertaForSequenceClassification(RobertaConfig(max_position_embeddings=520, **small))
+    folder = tmp_path / family
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    results = loop.main(args(folder, imdb_dir, tmp_path / "run", tmp_path, "--max_steps", "6",
+                             "--max_train_samples", "96", "--max_test_samples", "32"))
+    assert results["global_step"] == 6 and results["test"]["n"] == 32
