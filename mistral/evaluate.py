@@ -22,7 +22,7 @@ from common.config import UserError, parse_hf_args, run_main
 from common.data import make_splits, summary_line
 from common.metrics import classification_metrics
 from common.tracking import RunLogger
-from mistral.model import ModelArguments, load_adapter, load_base
+from mistral.model import ModelArguments, check_adapter_folder, load_adapter, load_base, load_tokenizer
 from mistral.prompts import PromptArguments, PromptFormat, make_format
 
 MODES = ("score", "generate")
@@ -128,10 +128,14 @@ def main(argv=None) -> dict:
     if args.split not in splits:
         raise UserError(f"split: expected one of {', '.join(splits)}, got {args.split!r}")
     print(summary_line(args.split, manifest["splits"][args.split]))
-    model, tokenizer = load_base(model_args.model_name_or_path, model_args.load_in_4bit, model_args.dtype,
-                                 args.trust_remote_code)
+    # settings are checked against the tokenizer and the adapter's files before the (long) model load
+    tokenizer = load_tokenizer(model_args.model_name_or_path, args.trust_remote_code)
     fmt = make_format(tokenizer, prompt_args.prompt_template, prompt_args.instruction, prompt_args.answer_words,
                       args.max_length, prompt_args.use_chat_template)
+    if args.adapter:
+        check_adapter_folder(args.adapter)
+    model, tokenizer = load_base(model_args.model_name_or_path, model_args.load_in_4bit, model_args.dtype,
+                                 args.trust_remote_code, tokenizer)
     if args.adapter:
         model = load_adapter(model, args.adapter)
     logger = RunLogger(args.output_dir, {**vars(args), **vars(model_args), **vars(prompt_args)}, args.report_to)

@@ -32,23 +32,35 @@ def compute_dtype(setting: str = "auto") -> torch.dtype:
     return torch.float32
 
 
-def load_base(name: str, load_in_4bit: bool = True, dtype: str = "auto", trust_remote_code: bool = False):
-    """The base model (4-bit NF4 with double quantisation, or in the compute dtype) and its tokenizer."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+def load_tokenizer(name: str, trust_remote_code: bool = False):
+    """The tokenizer, with a padding token distinct from EOS. Cheap: load it first to check settings against it."""
+    from transformers import AutoTokenizer
 
     if looks_local(name) and not Path(name).expanduser().is_dir():
         raise UserError(f"model folder not found: {name}")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot load a tokenizer from {name}: {str(e).strip().splitlines()[0]}") from None
+    set_padding(tokenizer)
+    return tokenizer
+
+
+def load_base(name: str, load_in_4bit: bool = True, dtype: str = "auto", trust_remote_code: bool = False,
+              tokenizer=None):
+    """The base model (4-bit NF4 with double quantisation, or in the compute dtype) and its tokenizer."""
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    tokenizer = tokenizer or load_tokenizer(name, trust_remote_code)
     torch_dtype = compute_dtype(dtype)
     quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                       bnb_4bit_compute_dtype=torch_dtype) if load_in_4bit else None
     device_map = {"": 0} if torch.cuda.is_available() else None
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(name, quantization_config=quantization, dtype=torch_dtype,
                                                      device_map=device_map, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
         raise UserError(f"cannot load a causal language model from {name}: {str(e).strip().splitlines()[0]}") from None
-    set_padding(tokenizer)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -73,13 +85,18 @@ def add_lora(model, r: int, alpha: int, dropout: float, target_modules: list[str
         raise UserError(f"LoRA: {str(e).strip().splitlines()[0]}") from None
 
 
+def check_adapter_folder(adapter: str) -> Path:
+    path = Path(adapter)
+    if not (path / "adapter_config.json").is_file():
+        raise UserError(f"adapter folder not found or incomplete (no adapter_config.json): {adapter}")
+    return path
+
+
 def load_adapter(model, adapter: str):
     """Base model + a saved LoRA adapter, checked against the base before loading."""
     from peft import PeftModel
 
-    path = Path(adapter)
-    if not (path / "adapter_config.json").is_file():
-        raise UserError(f"adapter folder not found or incomplete (no adapter_config.json): {adapter}")
+    path = check_adapter_folder(adapter)
     config = json.loads((path / "adapter_config.json").read_text())
     names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
     missing = [m for m in config.get("target_modules") or [] if m not in names]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import datasets
 import torch
-from transformers import AutoTokenizer, TrainerCallback
+from transformers import TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
 from common.callbacks import MetricsLogger
@@ -28,8 +28,8 @@ from common.config import UserError, parse_hf_args, run_main
 from common.data import make_splits, summary_line
 from common.tracking import RunLogger, configure_trainer_wandb
 from mistral.evaluate import evaluate
-from mistral.model import ModelArguments, add_lora, compute_dtype, load_base
-from mistral.prompts import PromptArguments, make_format, set_padding
+from mistral.model import ModelArguments, add_lora, compute_dtype, load_base, load_tokenizer
+from mistral.prompts import PromptArguments, make_format
 
 
 @dataclass
@@ -83,21 +83,13 @@ def main(argv=None) -> dict:
     splits, manifest = make_splits("balanced", sft.seed, script.data_dir, script.n_train, script.n_eval, script.n_test)
     for name, info in manifest["splits"].items():
         print(summary_line(name, info))
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path,
-                                                  trust_remote_code=sft.trust_remote_code)
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot load a tokenizer from {model_args.model_name_or_path}: "
-                        f"{str(e).strip().splitlines()[0]}") from None
-    set_padding(tokenizer)
-    make_format(tokenizer, prompt_args.prompt_template, prompt_args.instruction, prompt_args.answer_words,
-                sft.max_length, prompt_args.use_chat_template)
+    tokenizer = load_tokenizer(model_args.model_name_or_path, sft.trust_remote_code)
+    fmt = make_format(tokenizer, prompt_args.prompt_template, prompt_args.instruction, prompt_args.answer_words,
+                      sft.max_length, prompt_args.use_chat_template)
     sft = configure(sft, model_args)
 
     model, tokenizer = load_base(model_args.model_name_or_path, model_args.load_in_4bit, model_args.dtype,
-                                 sft.trust_remote_code)
-    fmt = make_format(tokenizer, prompt_args.prompt_template, prompt_args.instruction, prompt_args.answer_words,
-                      sft.max_length, prompt_args.use_chat_template)
+                                 sft.trust_remote_code, tokenizer)
     out = Path(sft.output_dir)
     config = {**vars(script), **vars(model_args), **vars(prompt_args), **sft.to_dict()}
     logger = RunLogger(out, config, report_to="none", run_name=sft.run_name)  # W&B: the Trainer's own callback

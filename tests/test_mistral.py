@@ -202,7 +202,11 @@ def test_evaluate_generate_mode_counts_unparsed(tiny_mistral, imdb_dir, tmp_path
     (["--prompt_template", "no placeholder"], "must contain the placeholder"),
     (["--batch_sise", "8"], "unknown key"),
 ])
-def test_evaluate_bad_input(tiny_mistral, imdb_dir, tmp_path, extra, match):
+def test_evaluate_bad_input(tiny_mistral, imdb_dir, tmp_path, monkeypatch, extra, match):
+    def no_model(*a, **k):
+        raise AssertionError("model loaded before the settings were checked")
+
+    monkeypatch.setattr(ev, "load_base", no_model)
     base = ["--config", EVAL_CONFIG, "--model_name_or_path", str(tiny_mistral), "--data_dir", str(imdb_dir),
             "--n_train", "24", "--n_eval", "10", "--n_test", "6", "--output_dir", str(tmp_path / "e"),
             "--report_to", "none"]
