@@ -46,9 +46,8 @@ class ScriptArguments:
 
 def build_args(script: ScriptArguments, args: TrainingArguments) -> TrainingArguments:
     """Mixed precision from the script's `auto` setting; W&B offline when no account is configured."""
-    mode = precision(script.mixed_precision) if not (args.bf16 or args.fp16) else "given"
-    if mode in ("bf16", "fp16"):
-        args = dataclasses.replace(args, **{mode: True})
+    if not (args.bf16 or args.fp16) and precision(script.mixed_precision) != "no":
+        args = dataclasses.replace(args, **{precision(script.mixed_precision): True})
     configure_trainer_wandb(args.report_to, args.output_dir)
     return args
 
