@@ -1,10 +1,13 @@
-"""Trainer callbacks shared by the Hugging Face Trainer scripts (DistilBERT Trainer, Mistral SFT)."""
+"""Pieces shared by the Hugging Face Trainer scripts (DistilBERT Trainer, Mistral SFT): metrics logging, resuming."""
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 from transformers import TrainerCallback
 
+from common.config import UserError
 from common.tracking import RunLogger
 
 # Trainer log keys -> the project's metric names (those of the hand-written loop)
@@ -48,3 +51,24 @@ class MetricsLogger(TrainerCallback):
     @property
     def samples_per_second(self) -> float:
         return self.total_steps * self.samples_per_step / max(self.total_time, 1e-9)
+
+
+def find_trainer_checkpoint(value: str | None, output_dir: str) -> Path | None:
+    """The checkpoint folder that `resume_from_checkpoint` names: a path, or "latest" (the newest checkpoint-N)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if value in (None, ""):
+        return None
+    if value == "latest":
+        found = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+        if not found:
+            raise UserError(f"no checkpoint to resume in {output_dir}")
+        return Path(found)
+    if not (Path(value) / "trainer_state.json").is_file():
+        raise UserError(f"{value}: not a Trainer checkpoint folder (no trainer_state.json)")
+    return Path(value)
+
+
+def checkpoint_step(checkpoint: Path | None) -> int | None:
+    """The global step a Trainer checkpoint was saved at (where metrics.jsonl is cut back to on resume)."""
+    return json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] if checkpoint else None

@@ -11,19 +11,17 @@ command line. The run folder gets the same config.yaml, metrics.jsonl (same metr
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from transformers import Trainer, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
-from common.config import UserError, parse_hf_args, run_main
+from common.callbacks import MetricsLogger, checkpoint_step, find_trainer_checkpoint
+from common.config import parse_hf_args, run_main
 from common.data import make_splits, summary_line
 from common.metrics import classification_metrics, compute_metrics, scalar_metrics
-from common.callbacks import MetricsLogger
 from common.tracking import RunLogger, configure_trainer_wandb
 from distilbert.data import Collator, limit_splits, tokenize_splits
 from distilbert.model import load_model_and_tokenizer
@@ -52,24 +50,10 @@ def build_args(script: ScriptArguments, args: TrainingArguments) -> TrainingArgu
     return args
 
 
-def find_checkpoint(args: TrainingArguments) -> Path | None:
-    value = args.resume_from_checkpoint
-    if value in (None, ""):
-        return None
-    if value == "latest":
-        found = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
-        if not found:
-            raise UserError(f"no checkpoint to resume in {args.output_dir}")
-        return Path(found)
-    if not (Path(value) / "trainer_state.json").is_file():
-        raise UserError(f"{value}: not a Trainer checkpoint folder (no trainer_state.json)")
-    return Path(value)
-
-
 def main(argv=None) -> dict | None:
     script, args = parse_hf_args((ScriptArguments, TrainingArguments), argv)
     args = build_args(script, args)
-    resume = find_checkpoint(args)
+    resume = find_trainer_checkpoint(args.resume_from_checkpoint, args.output_dir)
     start = time.perf_counter()
     model, tokenizer = load_model_and_tokenizer(script.model_name_or_path, script.trust_remote_code)
     splits, manifest = make_splits(script.protocol, args.seed, script.data_dir)
@@ -83,9 +67,9 @@ def main(argv=None) -> dict | None:
         for name, df in splits.items():
             print(summary_line(name, {**manifest["splits"][name], "size": len(df)}))
         config = {**dataclasses.asdict(script), **args.to_dict()}
-        resume_step = json.loads((resume / "trainer_state.json").read_text())["global_step"] if resume else None
         # W&B is the Trainer's own (report_to); this logger writes the run folder's files
-        logger = RunLogger(args.output_dir, config, report_to="none", run_name=args.run_name, resume_step=resume_step)
+        logger = RunLogger(args.output_dir, config, report_to="none", run_name=args.run_name,
+                           resume_step=checkpoint_step(resume))
     samples_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
     metrics_logger = MetricsLogger(logger, samples_per_step) if logger else None
     trainer = Trainer(model=model, args=args, train_dataset=data["train"], eval_dataset=data["validation"],

@@ -23,9 +23,10 @@ import torch
 from transformers import TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
-from common.callbacks import MetricsLogger
+from common.callbacks import MetricsLogger, checkpoint_step, find_trainer_checkpoint
 from common.config import UserError, parse_hf_args, run_main
 from common.data import make_splits, summary_line
+from common.io import write_json
 from common.tracking import RunLogger, configure_trainer_wandb
 from mistral.evaluate import evaluate
 from mistral.model import ModelArguments, add_lora, compute_dtype, load_base, load_tokenizer
@@ -46,9 +47,11 @@ class EvalAccuracy(TrainerCallback):
     """After each of the Trainer's evaluations (eval loss), score the eval reviews, log eval accuracy, and keep
     the adapter of the best epoch in best_adapter/."""
 
-    def __init__(self, fmt, reviews, labels, batch_size, folder: Path):
+    def __init__(self, fmt, reviews, labels, batch_size, folder: Path, resume: bool = False):
         self.fmt, self.reviews, self.labels, self.batch_size, self.folder = fmt, reviews, labels, batch_size, folder
         self.trainer, self.best = None, {"accuracy": -1.0, "step": None}
+        if resume and (folder / "best.json").is_file():  # the best epoch before the interruption still counts
+            self.best = json.loads((folder / "best.json").read_text())
 
     def on_evaluate(self, args, state, control, model=None, **kwargs):
         metrics = evaluate(model, self.fmt, self.reviews, self.labels, batch_size=self.batch_size, desc="eval")
@@ -58,6 +61,7 @@ class EvalAccuracy(TrainerCallback):
                          "validation": metrics}
             model.save_pretrained(self.folder)
             self.fmt.tokenizer.save_pretrained(self.folder)
+            write_json(self.folder / "best.json", self.best)
 
 
 def configure(sft: SFTConfig, model_args: ModelArguments) -> SFTConfig:
@@ -69,6 +73,20 @@ def configure(sft: SFTConfig, model_args: ModelArguments) -> SFTConfig:
         changes["optim"] = "adamw_torch"
     configure_trainer_wandb(sft.report_to, sft.output_dir)
     return dataclasses.replace(sft, **changes)
+
+
+def zero_shot_once(model, fmt, test, manifest: dict, batch_size: int, path: Path) -> dict:
+    """The untouched model's test metrics; a resumed run reuses those it saved, if the test set is the same."""
+    test_hash = manifest["splits"]["test"]["sha256"]
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved.get("test_sha256") == test_hash:
+            print(f"zero-shot: reusing {path}")
+            return saved["metrics"]
+    metrics = evaluate(model, fmt, test["text"].tolist(), test["label"].tolist(), batch_size=batch_size,
+                       desc="zero-shot")
+    write_json(path, {"test_sha256": test_hash, "metrics": metrics})
+    return metrics
 
 
 def to_dataset(fmt, df) -> datasets.Dataset:
@@ -87,16 +105,18 @@ def main(argv=None) -> dict:
     fmt = make_format(tokenizer, prompt_args.prompt_template, prompt_args.instruction, prompt_args.answer_words,
                       sft.max_length, prompt_args.use_chat_template)
     sft = configure(sft, model_args)
+    resume = find_trainer_checkpoint(sft.resume_from_checkpoint, sft.output_dir)
 
     model, tokenizer = load_base(model_args.model_name_or_path, model_args.load_in_4bit, model_args.dtype,
                                  sft.trust_remote_code, tokenizer)
     out = Path(sft.output_dir)
     config = {**vars(script), **vars(model_args), **vars(prompt_args), **sft.to_dict()}
-    logger = RunLogger(out, config, report_to="none", run_name=sft.run_name)  # W&B: the Trainer's own callback
+    logger = RunLogger(out, config, report_to="none", run_name=sft.run_name,  # W&B: the Trainer's own callback
+                       resume_step=checkpoint_step(resume))
     test = splits["test"]
     reviews, labels = test["text"].tolist(), test["label"].tolist()
 
-    zero_shot = evaluate(model, fmt, reviews, labels, batch_size=script.eval_batch_size, desc="zero-shot")
+    zero_shot = zero_shot_once(model, fmt, test, manifest, script.eval_batch_size, out / "zero_shot.json")
     logger.log({f"zero_shot/{k}": v for k, v in zero_shot.items() if isinstance(v, (int, float))}, 0)
     print(f"zero-shot test accuracy {zero_shot['accuracy']:.4f}")
 
@@ -104,14 +124,14 @@ def main(argv=None) -> dict:
                      model_args.lora_target_modules, model_args.load_in_4bit, sft.gradient_checkpointing)
     val = splits["validation"]
     accuracy = EvalAccuracy(fmt, val["text"].tolist(), val["label"].tolist(), script.eval_batch_size,
-                            out / "best_adapter")
+                            out / "best_adapter", resume=resume is not None)
     samples_per_step = sft.per_device_train_batch_size * sft.gradient_accumulation_steps * sft.world_size
     metrics_logger = MetricsLogger(logger, samples_per_step)
     trainer = SFTTrainer(model=model, args=sft, train_dataset=to_dataset(fmt, splits["train"]),
                          eval_dataset=to_dataset(fmt, val), processing_class=tokenizer,
                          callbacks=[accuracy, metrics_logger])
     accuracy.trainer = trainer
-    trainer.train(resume_from_checkpoint=sft.resume_from_checkpoint or None)
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
 
     if accuracy.best["step"] is None:
         raise UserError("no evaluation ran during training: set eval_strategy to epoch (or steps)")

@@ -244,3 +244,25 @@ def test_merge_writes_a_loadable_model(tiny_mistral, imdb_dir, tmp_path):
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "merged")
     assert not any("lora" in name for name, _ in merged.named_parameters())
     assert (tmp_path / "run" / "merged" / "merged_from.json").is_file()
+
+
+def test_sft_resume_keeps_zero_shot_best_epoch_and_metrics(tiny_mistral, imdb_dir, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    first = train_sft.main(sft_args(tiny_mistral, imdb_dir, out, "--num_train_epochs", "1", "--save_total_limit", "2"))
+    best_before = json.loads((out / "best_adapter" / "best.json").read_text())
+    calls = []
+    original = train_sft.evaluate
+
+    def counting(*a, **k):
+        calls.append(k.get("desc"))
+        return original(*a, **k)
+
+    monkeypatch.setattr(train_sft, "evaluate", counting)
+    resumed = train_sft.main(sft_args(tiny_mistral, imdb_dir, out, "--num_train_epochs", "2",
+                                      "--save_total_limit", "2", "--resume_from_checkpoint", "latest"))
+    assert "zero-shot" not in calls  # reused from zero_shot.json
+    assert resumed["zero_shot"] == first["zero_shot"]
+    assert resumed["global_step"] == 2 * first["global_step"]
+    assert resumed["validation"]["accuracy"] >= best_before["accuracy"]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len([r for r in rows if "eval/accuracy" in r]) == 2  # epoch 1 kept, epoch 2 added
