@@ -2,10 +2,16 @@
 
     make bench-mistral DATA_DIR=../shared/data/imdb                       # small random Mistral, CPU-sized
     python -m mistral.bench --data_dir ../shared/data/imdb --model_name_or_path mistralai/Mistral-7B-Instruct-v0.2
+    python -m mistral.bench --train_step true --size 7b                   # on a GPU: one QLoRA step of 7B, timed
 
 Both methods classify the same reviews with the same model and prompts, in one process; prints reviews/s of each
 and the ratio. Without --model_name_or_path, a random Mistral of `size` is built with a BPE tokenizer trained on the
 reviews: the architecture and the prompt lengths set the speed, not the weights.
+
+With --train_step true it instead times QLoRA training steps of that model (4-bit NF4 base, LoRA r 64 on the
+attention projections, gradient checkpointing, batch 1 of max_length tokens, paged AdamW on a GPU): seconds per
+step, tokens/s and peak GPU memory. At --size 7b the random model is built in bf16 and saved first (about 15 GB of
+disk and 30 GB of RAM), then loaded in 4-bit, as a real checkpoint would be.
 """
 from __future__ import annotations
 
@@ -36,11 +42,14 @@ class BenchConfig:
     size: str = "small"
     load_in_4bit: bool = False
     n_reviews: int = 200
+    n_tokenizer_reviews: int = 900    # training reviews the random model's BPE tokenizer learns from
     batch_size: int = 8
     max_length: int = 512
     max_new_tokens: int = 5
     seed: int = 42
     output: str | None = None
+    train_step: bool = False          # time QLoRA training steps instead of evaluation
+    steps: int = 5                    # timed training steps (after one warm-up step)
 
 
 def build_random_mistral(cfg: BenchConfig, texts: list[str], folder: Path) -> Path:
@@ -56,19 +65,78 @@ def build_random_mistral(cfg: BenchConfig, texts: list[str], folder: Path) -> Pa
     config = MistralConfig(vocab_size=len(tokenizer), max_position_embeddings=4096, sliding_window=None,
                            bos_token_id=1, eos_token_id=2, **SIZES[cfg.size])
     torch.manual_seed(cfg.seed)
-    MistralForCausalLM(config).save_pretrained(folder)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16 if cfg.size == "7b" else torch.float32)  # 7B in fp32 needs 28 GB
+    try:
+        MistralForCausalLM(config).save_pretrained(folder)
+    finally:
+        torch.set_default_dtype(default)
     tokenizer.save_pretrained(folder)
     return folder
 
 
+def measure_train_step(cfg: BenchConfig, model_dir: str) -> dict:
+    """Seconds per QLoRA step, tokens/s and peak GPU memory, on random tokens (the content does not set the speed)."""
+    import torch
+
+    from mistral.model import ModelArguments, add_lora
+
+    lora = ModelArguments()
+    model, _ = load_base(model_dir, load_in_4bit=True)
+    model = add_lora(model, lora.lora_r, lora.lora_alpha, lora.lora_dropout, lora.lora_target_modules,
+                     quantized=True)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if torch.cuda.is_available():
+        import bitsandbytes as bnb
+
+        optimizer = bnb.optim.PagedAdamW32bit(params, lr=2e-4)
+    else:
+        optimizer = torch.optim.AdamW(params, lr=2e-4)
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(cfg.seed)
+    ids = torch.randint(3, model.config.vocab_size, (1, cfg.max_length), generator=generator).to(device)
+    model.train()
+
+    def step() -> None:
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step()  # warm-up: kernels, allocator, optimizer state
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(cfg.steps):
+        step()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    seconds = (time.perf_counter() - start) / cfg.steps
+    report = {"size": cfg.size, "max_length": cfg.max_length, "seconds_per_step": seconds,
+              "tokens_per_second": cfg.max_length / seconds, "trainable_parameters": sum(p.numel() for p in params),
+              "peak_gpu_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
+              "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}
+    peak = f"{report['peak_gpu_memory_gb']:.2f} GB peak GPU memory" if report["peak_gpu_memory_gb"] else "no GPU"
+    print(f"\nQLoRA step, random Mistral ({cfg.size}) in 4-bit, LoRA r {lora.lora_r}, 1 x {cfg.max_length} tokens, "
+          f"on {report['device']}: {seconds:.2f} s/step, {report['tokens_per_second']:.0f} tokens/s, {peak}")
+    return report
+
+
 def main(argv=None) -> dict:
     cfg = parse_config(BenchConfig, argv)
-    splits, _ = make_splits("balanced", cfg.seed, cfg.data_dir, n_test=max(cfg.n_reviews + cfg.n_reviews % 2, 2))
+    splits, _ = make_splits("balanced", cfg.seed, cfg.data_dir, n_train=cfg.n_tokenizer_reviews, n_eval=2,
+                            n_test=max(cfg.n_reviews + cfg.n_reviews % 2, 2))
     reviews = splits["test"]["text"].tolist()[:cfg.n_reviews]
     prompt = PromptArguments()
     with tempfile.TemporaryDirectory() as tmp:
         name = cfg.model_name_or_path or str(build_random_mistral(cfg, splits["train"]["text"].tolist()
                                                                   + reviews, Path(tmp) / "model"))
+        if cfg.train_step:
+            report = measure_train_step(cfg, name)
+            if cfg.output:
+                write_json(cfg.output, report)
+            return report
         model, tokenizer = load_base(name, cfg.load_in_4bit)
     fmt = make_format(tokenizer, prompt.prompt_template, prompt.instruction, prompt.answer_words, cfg.max_length,
                       prompt.use_chat_template)
