@@ -29,6 +29,12 @@ class ConfigError(UserError):
     pass
 
 
+def first_line(error: BaseException) -> str:
+    """An exception's message cut to its first line (library errors often run to many), or its type's name."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def run_main(main, argv: Sequence[str] | None = None) -> None:
     """Run a script's main(); a UserError ends it with a one-line message and exit code 2."""
     try:
@@ -92,7 +98,7 @@ def load_yaml(path: str | Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise ConfigError(f"{path}: not valid YAML ({first_line(e)})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of key: value, got {type(data).__name__}")
     return data
@@ -174,7 +180,7 @@ def parse_hf_args(types: Sequence[type], argv: Sequence[str] | None = None) -> t
     try:
         return tuple(parser.parse_args_into_dataclasses(args=args))
     except ValueError as e:  # raised by the dataclasses' own checks (__post_init__)
-        raise ConfigError(str(e).strip().splitlines()[0]) from None
+        raise ConfigError(first_line(e)) from None
 
 
 def to_dict(cfg: Any) -> dict:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from common.config import UserError, run_main
+from common.config import UserError, first_line, run_main
 from common.io import atomic_write, write_json
 
 HUB_ID = "stanfordnlp/imdb"
@@ -88,8 +88,7 @@ def read_split_file(path: Path) -> pd.DataFrame:
     try:
         df = pd.read_parquet(path)
     except Exception as e:  # pyarrow raises several types for corrupt or non-parquet files
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DataError(f"{path}: cannot read as parquet ({first_line})") from None
+        raise DataError(f"{path}: cannot read as parquet ({first_line(e)})") from None
     return validate(df, str(path))
 
 

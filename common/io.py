@@ -48,6 +48,10 @@ def write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(to_json(obj, indent=2) + "\n"))
 
 
-def looks_local(name: str) -> bool:
-    """A model name that is a path rather than a Hub id ("org/name" or "name")."""
-    return name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or Path(name).exists()
+def check_model_path(name: str) -> None:
+    """A model name that is a path rather than a Hub id ("org/name" or "name") must be an existing folder."""
+    from common.config import UserError
+
+    local = name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or Path(name).exists()
+    if local and not Path(name).expanduser().is_dir():
+        raise UserError(f"model folder not found: {name}")

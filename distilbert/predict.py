@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from common.config import UserError, run_main
+from common.config import UserError, first_line, run_main
 from common.data import clean_text
 from distilbert.data import Collator, sorted_batches
 
@@ -39,7 +39,7 @@ def load_classifier(path: str):
     try:
         return AutoTokenizer.from_pretrained(path), AutoModelForSequenceClassification.from_pretrained(path)
     except (OSError, ValueError) as e:
-        raise UserError(f"cannot load a sequence classifier from {path}: {str(e).strip().splitlines()[0]}") from None
+        raise UserError(f"cannot load a sequence classifier from {path}: {first_line(e)}") from None
 
 
 def predict(model, tokenizer, texts: list[str], batch_size: int = 32, max_length: int = 512) -> list[tuple[str, float]]:

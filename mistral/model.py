@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from common.config import UserError
-from common.io import looks_local
+from common.config import UserError, first_line
+from common.io import check_model_path
 from mistral.prompts import set_padding
 
 
@@ -36,12 +36,11 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
     """The tokenizer, with a padding token distinct from EOS. Cheap: load it first to check settings against it."""
     from transformers import AutoTokenizer
 
-    if looks_local(name) and not Path(name).expanduser().is_dir():
-        raise UserError(f"model folder not found: {name}")
+    check_model_path(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
-        raise UserError(f"cannot load a tokenizer from {name}: {str(e).strip().splitlines()[0]}") from None
+        raise UserError(f"cannot load a tokenizer from {name}: {first_line(e)}") from None
     set_padding(tokenizer)
     return tokenizer
 
@@ -60,7 +59,7 @@ def load_base(name: str, load_in_4bit: bool = True, dtype: str = "auto", trust_r
         model = AutoModelForCausalLM.from_pretrained(name, quantization_config=quantization, dtype=torch_dtype,
                                                      device_map=device_map, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
-        raise UserError(f"cannot load a causal language model from {name}: {str(e).strip().splitlines()[0]}") from None
+        raise UserError(f"cannot load a causal language model from {name}: {first_line(e)}") from None
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -82,7 +81,7 @@ def add_lora(model, r: int, alpha: int, dropout: float, target_modules: list[str
     try:
         return get_peft_model(model, config)
     except ValueError as e:
-        raise UserError(f"LoRA: {str(e).strip().splitlines()[0]}") from None
+        raise UserError(f"LoRA: {first_line(e)}") from None
 
 
 def check_adapter_folder(adapter: str) -> Path:
