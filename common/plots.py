@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from common.config import UserError, run_main
+from common.report import evaluations
 from common.tracking import read_metrics
 
 PANELS = [
@@ -96,12 +97,9 @@ def save(fig, title: str, path: Path) -> None:
 
 
 def confusion_matrices(results: dict) -> dict[str, list[list[int]]]:
-    found = {}
-    for name in ("zero_shot", "tuned", "test", "validation"):
-        cm = (results.get(name) or {}).get("confusion_matrix") if isinstance(results.get(name), dict) else None
-        if cm and (name != "validation" or not found):
-            found[name.replace("_", "-")] = cm
-    return found
+    """The confusion matrix of each evaluation the report lists for this run (zero-shot and tuned, or its split)."""
+    return {label or results.get("split", "test"): m["confusion_matrix"]
+            for label, m in evaluations(results) if m.get("confusion_matrix")}
 
 
 def plot_run(run: str | Path, to: str | Path | None = None) -> list[Path]:

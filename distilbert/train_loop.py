@@ -148,8 +148,13 @@ def save_checkpoint(path: Path, accelerator, model, tokenizer, optimizer, schedu
     accelerator.wait_for_everyone()
 
 
+def step_checkpoints(folder: Path) -> list[Path]:
+    """Finished checkpoints, oldest first (an interrupted save is a step-N.tmp and does not count)."""
+    return sorted(folder.glob("step-*[0-9]"))
+
+
 def prune_checkpoints(folder: Path, keep: int) -> None:
-    for old in sorted(folder.glob("step-*[0-9]"))[:-keep or None]:
+    for old in step_checkpoints(folder)[:-keep or None]:
         shutil.rmtree(old)
 
 
@@ -157,7 +162,7 @@ def find_checkpoint(cfg: LoopConfig) -> Path | None:
     if not cfg.resume_from_checkpoint:
         return None
     if cfg.resume_from_checkpoint == "latest":
-        found = sorted((Path(cfg.output_dir) / "checkpoints").glob("step-*[0-9]"))
+        found = step_checkpoints(Path(cfg.output_dir) / "checkpoints")
         if not found:
             raise UserError(f"no checkpoint to resume in {cfg.output_dir}/checkpoints")
         return found[-1]
@@ -242,7 +247,7 @@ def train(cfg, accelerator, model, tokenizer, data, collate, logger, resume: Pat
             accelerator.backward(loss / cfg.gradient_accumulation_steps)
             step_loss = accelerator.reduce(loss.detach(), "mean")
             if not torch.isfinite(step_loss):
-                latest = sorted((out / "checkpoints").glob("step-*[0-9]"))
+                latest = step_checkpoints(out / "checkpoints")
                 raise TrainingError(f"loss is {step_loss.item()} at step {state['global_step'] + 1}; stopped. "
                                     f"Last good checkpoint: {latest[-1] if latest else 'none'}")
             window["loss"] += step_loss.item()

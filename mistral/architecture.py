@@ -40,13 +40,11 @@ def causal_mask(n: int) -> torch.Tensor:
     return i[None, :] <= i[:, None]
 
 
-def sliding_window_mask(n: int, window: int | None, offset: int = 0, n_keys: int | None = None) -> torch.Tensor:
-    """[n, n_keys] booleans for queries at positions offset .. offset+n-1 over keys at positions 0 .. n_keys-1:
-    allowed when i - window < j <= i. window None: plain causal."""
-    q = torch.arange(offset, offset + n)[:, None]
-    k = torch.arange(n_keys if n_keys is not None else n)[None, :]
-    allowed = k <= q
-    return allowed & (k > q - window) if window else allowed
+def sliding_window_mask(n: int, window: int | None) -> torch.Tensor:
+    """[n, n] booleans: query i may attend to key j when i - window < j <= i. window None: plain causal."""
+    allowed = causal_mask(n)
+    i = torch.arange(n)
+    return allowed & (i[None, :] > i[:, None] - window) if window else allowed
 
 
 def receptive_field(n: int, window: int, layers: int) -> torch.Tensor:
