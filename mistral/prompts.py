@@ -2,8 +2,10 @@
 
 A prompt is the instruction and the review in `prompt_template`, wrapped in the tokenizer's chat template when it
 has one (`[INST] ... [/INST]` for Mistral Instruct), else followed by nothing: the template ends with the answer
-cue. The completion is one answer word, then EOS. Long reviews are cut inside the prompt so that prompt, answer and
-EOS always fit in `max_length`: the answer is never truncated.
+cue. The completion is one answer word, then EOS, tokenised as the chat template renders an assistant turn: Mistral
+encodes each message on its own, so its answer starts a word ("▁positive"), which joining strings would not give.
+Long reviews are cut inside the prompt so that prompt, answer and EOS always fit in `max_length`: the answer is never
+truncated.
 """
 from __future__ import annotations
 
@@ -18,6 +20,10 @@ class PromptArguments:
     prompt_template: str = "{instruction}\n\nReview: {review}\n\nSentiment:"   # must hold {review}
     answer_words: list[str] = field(default_factory=lambda: ["negative", "positive"])  # labels 0 and 1
     use_chat_template: bool = True        # wrap the prompt in the tokenizer's chat template when it has one
+    answer_variants: bool = True          # label scoring sums each label's case and leading-space variants
+
+
+PROBE = "A film."   # the review with which answers are tokenised where they stand, after a prompt
 
 
 @dataclass
@@ -28,28 +34,31 @@ class PromptFormat:
     template: str
     instruction: str
     use_chat: bool
-    answer_ids: tuple[list[int], list[int]]   # token ids of each answer word as it follows a prompt (label 0, 1)
     max_length: int
+    completion_ids: tuple[list[int], list[int]] = ([], [])  # answer + EOS as they follow a prompt (label 0, 1)
+    label_token_ids: tuple[list[int], list[int]] = ([], [])  # first tokens that label scoring sums, per label
 
-    @property
-    def label_token_ids(self) -> tuple[int, int]:
-        """The first token of each answer: what label scoring compares."""
-        return self.answer_ids[0][0], self.answer_ids[1][0]
-
-    def render(self, review: str) -> str:
+    def render(self, review: str, answer: str | None = None) -> str:
+        """The prompt as text; with `answer`, the whole exchange as the chat template renders an assistant turn."""
         text = self.template.format(instruction=self.instruction, review=review)
-        if self.use_chat:
-            return self.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                                      add_generation_prompt=True)
-        return text
+        if not self.use_chat:
+            return text if answer is None else f"{text} {answer}"
+        messages = [{"role": "user", "content": text}]
+        if answer is None:
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return self.tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": answer}],
+                                                  tokenize=False)
+
+    def encode(self, text: str) -> list[int]:
+        # a rendered chat prompt already holds the BOS text; a plain one gets the tokenizer's special tokens
+        return self.tokenizer(text, add_special_tokens=not self.use_chat)["input_ids"]
 
     def encode_prompt(self, review: str) -> list[int]:
-        # a rendered chat prompt already holds the BOS text; a plain one gets the tokenizer's special tokens
-        return self.tokenizer(self.render(review), add_special_tokens=not self.use_chat)["input_ids"]
+        return self.encode(self.render(review))
 
     def prompt_ids(self, review: str) -> list[int]:
         """The prompt's ids, the review shortened (by whole tokens) until answer and EOS fit in max_length."""
-        budget = self.max_length - max(len(a) for a in self.answer_ids) - 1
+        budget = self.max_length - max(len(c) for c in self.completion_ids)
         ids = self.encode_prompt(review)
         if len(ids) <= budget:
             return ids
@@ -66,34 +75,59 @@ class PromptFormat:
 
     def example(self, review: str, label: int) -> dict:
         """Training example: prompt + answer + EOS, with the completion mask on answer and EOS only."""
-        prompt = self.prompt_ids(review)
-        completion = self.answer_ids[label] + [self.tokenizer.eos_token_id]
+        prompt, completion = self.prompt_ids(review), self.completion_ids[label]
         return {"input_ids": prompt + completion, "completion_mask": [0] * len(prompt) + [1] * len(completion)}
 
+    def after_prompt(self, text: str) -> list[int] | None:
+        """The ids that `text` (the probe's prompt followed by more) adds after the prompt's own ids, or None when
+        the addition merges with the prompt's last token."""
+        prompt, full = self.encode_prompt(PROBE), self.encode(text)
+        return full[len(prompt):] if full[:len(prompt)] == prompt and len(full) > len(prompt) else None
 
-def make_format(tokenizer, prompt_template: str, instruction: str, answer_words: list[str], max_length: int,
-                use_chat_template: bool = True) -> PromptFormat:
-    if "{review}" not in prompt_template:
-        raise UserError("prompt_template must contain the placeholder {review}")
-    if len(answer_words) != 2 or answer_words[0] == answer_words[1]:
-        raise UserError(f"answer_words: expected two different words (negative, positive), got {answer_words}")
-    use_chat = use_chat_template and bool(getattr(tokenizer, "chat_template", None))
-    fmt = PromptFormat(tokenizer, prompt_template, instruction, use_chat, ([], []), max_length)
-    reference = fmt.encode_prompt("A film.")
-    answers = []
-    for word in answer_words:
-        # tokenise the answer where it stands, after a prompt: a leading space or a merge changes the ids
-        completion = word if use_chat else " " + word
-        full = tokenizer(fmt.render("A film.") + completion, add_special_tokens=not use_chat)["input_ids"]
-        if full[:len(reference)] != reference:
+    def completion(self, word: str) -> list[int]:
+        """Answer + EOS, tokenised as the chat template renders an assistant turn (Mistral: "▁positive </s>";
+        ChatML: "positive <|im_end|>"), cut after EOS: a template's trailing newline is not part of the answer."""
+        ids = self.after_prompt(self.render(PROBE, word))
+        if ids is None:
             raise UserError(f"answer word {word!r} merges with the end of the prompt; end the template with a "
                             "separator such as ':' or a newline")
-        answers.append(full[len(reference):])
-    if answers[0][0] == answers[1][0]:
-        names = [tokenizer.convert_ids_to_tokens(a[0]) for a in answers]
-        raise UserError(f"answer words {answer_words} start with the same token {names[0]!r} under this tokenizer; "
+        eos = self.tokenizer.eos_token_id
+        return ids[:ids.index(eos) + 1] if eos in ids else ids + [eos]
+
+    def variants(self, word: str) -> set[int]:
+        """First tokens of the ways a model may start this answer: the trained form, then each casing (negative,
+        Negative) right after the prompt or after a space. A first token shorter than 3 letters ("P", "NE", a bare
+        space) starts too many other words to count as this answer."""
+        found = {self.completion(word)[0]}
+        for form in dict.fromkeys([word, word.lower(), word.capitalize()]):
+            for sep in ("", " "):
+                ids = self.after_prompt(self.render(PROBE) + sep + form)
+                if ids and len(self.tokenizer.decode(ids[:1]).strip()) >= 3:
+                    found.add(ids[0])
+        return found
+
+
+def make_format(tokenizer, prompt: PromptArguments, max_length: int) -> PromptFormat:
+    if "{review}" not in prompt.prompt_template:
+        raise UserError("prompt_template must contain the placeholder {review}")
+    words = prompt.answer_words
+    if len(words) != 2 or words[0] == words[1]:
+        raise UserError(f"answer_words: expected two different words (negative, positive), got {words}")
+    use_chat = prompt.use_chat_template and bool(getattr(tokenizer, "chat_template", None))
+    fmt = PromptFormat(tokenizer, prompt.prompt_template, prompt.instruction, use_chat, max_length)
+    fmt.completion_ids = (fmt.completion(words[0]), fmt.completion(words[1]))
+    first = [c[0] for c in fmt.completion_ids]
+    if first[0] == first[1]:
+        name = tokenizer.convert_ids_to_tokens(first[0])
+        raise UserError(f"answer words {words} start with the same token {name!r} under this tokenizer; "
                         "choose words whose first tokens differ")
-    fmt.answer_ids = (answers[0], answers[1])
+    if prompt.answer_variants:
+        neg, pos = fmt.variants(words[0]), fmt.variants(words[1])
+        neg, pos = neg - pos, pos - neg  # a token that starts both answers says nothing about either
+    else:
+        neg, pos = set(), set()
+    # the trained form first: with answer_variants false, it alone is scored
+    fmt.label_token_ids = tuple([f] + sorted(v - {f}) for f, v in zip(first, (neg, pos)))
     return fmt
 
 

@@ -64,6 +64,31 @@ class EvalAccuracy(TrainerCallback):
             write_json(self.folder / "best.json", self.best)
 
 
+class LearningGuard(TrainerCallback):
+    """Stops the run, with no results written, when the first optimizer steps leave a trainable tensor as it was:
+    no gradient reaches it, so a "tuned" accuracy would report a model that learned nothing."""
+
+    STEPS = 3  # lr is 0 at the first warm-up step; lora_B moves at the next one, lora_A (needing B != 0) after it
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.steps = 0
+        self.before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+        self.check_at = min(self.STEPS, max(state.max_steps - state.global_step, 1))
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        self.steps += 1
+        if self.before is None or self.steps < self.check_at:
+            return
+        after = dict(model.named_parameters())
+        unchanged = [n for n, p in self.before.items() if torch.equal(p, after[n].detach().to(p.device))]
+        # with fewer steps than lora_A needs, only "nothing moved at all" proves there was no gradient
+        if len(unchanged) == len(self.before) or (self.check_at == self.STEPS and unchanged):
+            raise UserError(f"training is not learning: after {self.steps} optimizer steps {len(unchanged)} of "
+                            f"{len(self.before)} trainable tensors are unchanged (first: {unchanged[0]}); no results "
+                            "written")
+        self.before = None  # checked once; frees the copy
+
+
 def configure(sft: SFTConfig, model_args: ModelArguments) -> SFTConfig:
     """Precision from the compute dtype; paged optimizers need CUDA, so CPU runs fall back to plain AdamW."""
     dtype = compute_dtype(model_args.dtype)
@@ -102,8 +127,7 @@ def main(argv=None) -> dict:
     for name, info in manifest["splits"].items():
         print(summary_line(name, info))
     tokenizer = load_tokenizer(model_args.model_name_or_path, sft.trust_remote_code)
-    fmt = make_format(tokenizer, prompt_args.prompt_template, prompt_args.instruction, prompt_args.answer_words,
-                      sft.max_length, prompt_args.use_chat_template)
+    fmt = make_format(tokenizer, prompt_args, sft.max_length)
     sft = configure(sft, model_args)
     resume = find_trainer_checkpoint(sft.resume_from_checkpoint, sft.output_dir)
 
@@ -129,7 +153,7 @@ def main(argv=None) -> dict:
     metrics_logger = MetricsLogger(logger, samples_per_step)
     trainer = SFTTrainer(model=model, args=sft, train_dataset=to_dataset(fmt, splits["train"]),
                          eval_dataset=to_dataset(fmt, val), processing_class=tokenizer,
-                         callbacks=[accuracy, metrics_logger])
+                         callbacks=[LearningGuard(), accuracy, metrics_logger])
     accuracy.trainer = trainer
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
 

@@ -43,8 +43,7 @@ def formatted(model_dir, max_length=96, **kw):
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     set_padding(tokenizer)
-    return make_format(tokenizer, kw.get("template", PROMPT.prompt_template), PROMPT.instruction,
-                       kw.get("answers", PROMPT.answer_words), max_length)
+    return make_format(tokenizer, PromptArguments(**kw), max_length)
 
 
 @pytest.mark.parametrize("which", ["tiny_mistral", "plain_mistral"])
@@ -63,7 +62,8 @@ def test_labels_masked_except_answer_and_eos(which, request, tmp_path):
                          train_dataset=dataset, processing_class=tokenizer)
     for row, label in zip(trainer.train_dataset, raw["label"]):
         kept = [(i, t) for i, t in enumerate(row["labels"]) if t != -100]
-        answer = fmt.answer_ids[label] + [tokenizer.eos_token_id]
+        answer = fmt.completion_ids[label]
+        assert answer[-1] == tokenizer.eos_token_id
         assert [t for _, t in kept] == answer  # only the answer and EOS carry loss
         assert kept[0][0] == len(row["input_ids"]) - len(answer)  # at the very end of the sequence
 
@@ -74,14 +74,14 @@ def test_long_review_keeps_its_answer(tiny_mistral):
     example = fmt.example(long_review, 1)
     assert len(example["input_ids"]) <= 64
     assert example["input_ids"][-1] == fmt.tokenizer.eos_token_id
-    assert example["input_ids"][-1 - len(fmt.answer_ids[1]):-1] == fmt.answer_ids[1]
+    assert example["input_ids"][-len(fmt.completion_ids[1]):] == fmt.completion_ids[1]
     assert fmt.tokenizer.decode(example["input_ids"]).count("[/INST]") == 1  # the prompt's end survived the cut
 
 
 @pytest.mark.parametrize("kw, match", [
-    ({"template": "Classify: {text}"}, "must contain the placeholder {review}"),
-    ({"answers": ["good", "good"]}, "two different words"),
-    ({"answers": ["positive", "positively"]}, "start with the same token"),
+    ({"prompt_template": "Classify: {text}"}, "must contain the placeholder {review}"),
+    ({"answer_words": ["good", "good"]}, "two different words"),
+    ({"answer_words": ["positive", "positively"]}, "start with the same token"),
 ])
 def test_bad_prompt_settings(tiny_mistral, kw, match):
     with pytest.raises(UserError, match=match):
@@ -112,7 +112,11 @@ def test_sft_writes_zero_shot_and_tuned_results(sft_run):
     assert (tmp / "run" / "best_adapter" / "adapter_model.safetensors").is_file()
 
 
-def test_4bit_lora_sft_changes_only_adapter_weights(tiny_mistral, tmp_path):
+@pytest.mark.parametrize("targets", [["q_proj", "v_proj"], ["q_proj", "k_proj", "v_proj", "o_proj"]])
+def test_4bit_lora_trains_every_adapter_matrix_after_an_evaluation(tiny_mistral, tmp_path, targets):
+    """As in a run: a no-grad evaluation of the 4-bit model first (zero-shot), then LoRA training. On a CPU with
+    AVX512-BF16, bitsandbytes repacks 4-bit weights during such a pass into a layout with no backward: no gradient
+    then reached q, k or v adapters, and with q and v only, none at all."""
     from trl import SFTConfig, SFTTrainer
 
     from mistral.model import add_lora
@@ -120,10 +124,14 @@ def test_4bit_lora_sft_changes_only_adapter_weights(tiny_mistral, tmp_path):
     fmt = formatted(tiny_mistral)
     model, tokenizer = load_base(str(tiny_mistral), load_in_4bit=True)
     assert type(model.model.layers[0].self_attn.q_proj).__name__ == "Linear4bit"
-    model = add_lora(model, r=8, alpha=16, dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-                     quantized=True)
+    ev.score_labels(model, fmt, make_imdb(n_train=4, n_test=0, n_dup=0)["train"]["text"].tolist())
+    assert not any(getattr(getattr(m, "weight", None), "quant_state", None) is not None
+                   and getattr(m.weight.quant_state, "packing_format_for_cpu", False) for m in model.modules())
+    model = add_lora(model, r=8, alpha=16, dropout=0.0, target_modules=targets, quantized=True)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    assert all("lora_" in n for n, p in model.named_parameters() if p.requires_grad)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    assert {n.split(".")[-4] for n in trainable} == set(targets)  # ...self_attn.q_proj.lora_A.default.weight
     args = SFTConfig(output_dir=str(tmp_path), max_length=96, bf16=False, completion_only_loss=True, max_steps=4,
                      per_device_train_batch_size=2, learning_rate=1e-2, report_to="none", save_strategy="no",
                      optim="adamw_torch", gradient_checkpointing=True,
@@ -132,8 +140,14 @@ def test_4bit_lora_sft_changes_only_adapter_weights(tiny_mistral, tmp_path):
     SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer).train()
     after = dict(model.named_parameters())
     changed = {n for n in before if not torch.equal(before[n], after[n].detach())}
-    assert changed and all("lora_" in n for n in changed)  # adapters trained, the 4-bit base stayed as it was
-    assert any("lora_B" in n for n in changed)
+    assert changed == trainable  # every adapter matrix trained, and the 4-bit base stayed as it was
+
+
+def test_run_that_cannot_learn_stops_without_results(tiny_mistral, imdb_dir, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(UserError, match="training is not learning: after 3 optimizer steps 8 of 8 trainable"):
+        train_sft.main(sft_args(tiny_mistral, imdb_dir, out, "--learning_rate", "0", "--num_train_epochs", "1"))
+    assert not (out / "results.json").exists()
 
 
 def test_adapter_reloads_and_scores_identically(sft_run, tiny_mistral):
@@ -157,7 +171,7 @@ def test_label_scoring_agrees_with_greedy_generation(tmp_path, SEED):
     reviews = make_imdb(n_train=30, n_test=0, n_dup=0, seed=SEED)["train"]["text"].tolist()
     # Make the two answer tokens the likely next tokens, and which one wins depend on the review: their output
     # rows become +v and -v, with v the direction along which the answer-position states vary most.
-    neg, pos = fmt.label_token_ids
+    neg, pos = (ids[0] for ids in fmt.label_token_ids)
     with torch.no_grad():
         states = torch.stack([model(torch.tensor([fmt.prompt_ids(r)]), output_hidden_states=True)
                               .hidden_states[-1][0, -1] for r in reviews])

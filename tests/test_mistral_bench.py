@@ -18,3 +18,12 @@ def test_qlora_train_step_runs(imdb_dir):
                     "--n_reviews", "10", "--n_tokenizer_reviews", "100"])
     assert report["seconds_per_step"] > 0 and report["tokens_per_second"] > 0
     assert report["trainable_parameters"] > 0
+
+
+def test_scoring_agreement_counts_only_answered_reviews():
+    from mistral.bench import scoring_agreement
+
+    report = scoring_agreement({"a": [1, 0, 1, 1], "b": [0, 0, 0, 1]}, generated=[1, None, 0, 1], labels=[1, 0, 0, 1])
+    assert report["generation_parsed"] == 3
+    assert report["agrees_with_generation"] == {"a": 2 / 3, "b": 2 / 3}
+    assert report["accuracy"] == {"generation": 3 / 4, "a": 3 / 4, "b": 1.0}

@@ -60,12 +60,13 @@ def bpe_tokenizer(texts: list[str], vocab_size: int = 400, chat_template: str | 
 
 
 def save_tiny_mistral(folder: Path, sliding_window: int = 16, seed: int = 0, chat_template: str | None = None,
-                      hidden_size: int = 64) -> Path:
-    """A random 2-layer MistralForCausalLM (GQA: 4 heads, 2 KV heads; a small sliding window) and its tokenizer."""
+                      hidden_size: int = 64, tokenizer=None) -> Path:
+    """A random 2-layer MistralForCausalLM (GQA: 4 heads, 2 KV heads; a small sliding window) and its tokenizer:
+    a small BPE trained on the fly, or the one given (Mistral's real 32k tokenizer, say)."""
     import torch
     from transformers import MistralConfig, MistralForCausalLM
 
-    tokenizer = bpe_tokenizer(corpus(), chat_template=chat_template)
+    tokenizer = tokenizer or bpe_tokenizer(corpus(), chat_template=chat_template)
     config = MistralConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
                            num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                            max_position_embeddings=1024, sliding_window=sliding_window,

