@@ -26,4 +26,4 @@ def test_scoring_agreement_counts_only_answered_reviews():
     report = scoring_agreement({"a": [1, 0, 1, 1], "b": [0, 0, 0, 1]}, generated=[1, None, 0, 1], labels=[1, 0, 0, 1])
     assert report["generation_parsed"] == 3
     assert report["agrees_with_generation"] == {"a": 2 / 3, "b": 2 / 3}
-    assert report["accuracy"] == {"generation": 3 / 4, "a": 3 / 4, "b": 1.0}
+    assert report["accuracy"] == {"generation": 3 / 4, "a": 3 / 4, "b": 3 / 4}
