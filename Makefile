@@ -14,7 +14,7 @@ OUT_ARG = $(if $(OUT),--output_dir $(OUT))
 RUN_ARGS = $(DATA_ARG) $(OUT_ARG) $(ARGS)
 export HF_HUB_DISABLE_TELEMETRY = 1
 
-.PHONY: setup torch models test test-real baseline export-splits clean distilbert-loop bench-distilbert distilbert-trainer compare-distilbert mistral-sft mistral-eval bench-mistral plots report demo
+.PHONY: setup torch models small test test-real baseline export-splits clean distilbert-loop bench-distilbert distilbert-trainer compare-distilbert mistral-sft mistral-eval bench-mistral plots report demo
 
 setup: $(PY) torch
 	$(PY) -m pip install -e ".[dev]"
@@ -46,6 +46,25 @@ models:
 	HF_HUB_OFFLINE=1 $(PY) -m common.real_models
 
 # Tests never touch the network: no Hub, W&B offline.
+# The real small-model track, for a machine without a GPU: the three experiments on real IMDB with real small models
+# from `make models` (MiniLM-L6 in both DistilBERT scripts, SmolLM2-135M-Instruct in the QLoRA script), about 40
+# minutes on 2 CPU cores. Each run folder under $(SMALL) gets its plots/; $(SMALL)/RESULTS.md lists the three.
+SMALL ?= runs/small
+SMALL_ENCODER = --model_name_or_path models/minilm-l6 --max_train_samples 2000 --max_eval_samples 400 \
+	--max_test_samples 2000 --max_length 256 --num_train_epochs 1 --learning_rate 1e-4 --warmup_steps 25 \
+	--per_device_train_batch_size 8 $(DATA_ARG)
+small: models
+	$(PY) -m distilbert.train_loop --config configs/distilbert_loop.yaml $(SMALL_ENCODER) \
+		--log_every 5 --eval_every 50 --save_every 50 --output_dir $(SMALL)/distilbert_loop
+	$(PY) -m distilbert.train_trainer --config configs/distilbert_trainer.yaml $(SMALL_ENCODER) \
+		--logging_steps 5 --eval_strategy steps --eval_steps 50 --save_strategy steps --save_steps 50 \
+		--output_dir $(SMALL)/distilbert_trainer
+	$(PY) -m mistral.train_sft --config configs/mistral_sft.yaml --model_name_or_path models/smollm2-135m-instruct \
+		--n_train 200 --n_eval 50 --n_test 400 --max_length 256 --num_train_epochs 2 --logging_steps 2 \
+		--eval_strategy steps --eval_steps 25 --gradient_checkpointing false --output_dir $(SMALL)/mistral_sft $(DATA_ARG)
+	for run in distilbert_loop distilbert_trainer mistral_sft; do $(PY) -m common.plots $(SMALL)/$$run || exit 1; done
+	$(PY) -m common.report --runs $(SMALL) --out $(SMALL)/RESULTS.md
+
 # `make test` leaves out the slow tests that train real models (minutes each on 2 CPU cores): `make test-real` runs
 # those; CI runs both.
 test:
