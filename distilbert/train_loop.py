@@ -32,6 +32,7 @@ from common.config import UserError, parse_config, run_main, to_dict
 from common.data import make_splits, summary_line
 from common.io import write_json
 from common.metrics import classification_metrics, scalar_metrics
+from common.precision import precision
 from common.tracking import RunLogger
 from distilbert.data import Collator, LengthGroupedBatches, RandomBatches, limit_splits, sorted_batches, tokenize_splits
 from distilbert.model import load_model_and_tokenizer
@@ -75,14 +76,6 @@ BATCHING = ("length_grouped", "random", "pad_to_max_length")
 
 class TrainingError(UserError):
     pass
-
-
-def precision(setting: str) -> str:
-    if setting != "auto":
-        return setting
-    if not torch.cuda.is_available():
-        return "no"
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
 def optimizer_groups(model, weight_decay: float) -> list[dict]:

@@ -16,16 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainingArguments, set_seed
 
 from common.callbacks import MetricsLogger, checkpoint_step, find_trainer_checkpoint
 from common.config import parse_hf_args, run_main
 from common.data import make_splits, summary_line
 from common.metrics import classification_metrics, compute_metrics, scalar_metrics
+from common.precision import precision
 from common.tracking import RunLogger, configure_trainer_wandb
 from distilbert.data import Collator, limit_splits, tokenize_splits
 from distilbert.model import load_model_and_tokenizer
-from distilbert.train_loop import precision
 
 
 @dataclass
@@ -55,6 +55,7 @@ def main(argv=None) -> dict | None:
     args = build_args(script, args)
     resume = find_trainer_checkpoint(args.resume_from_checkpoint, args.output_dir)
     start = time.perf_counter()
+    set_seed(args.seed)  # before the model: its new classification head is drawn now, not when the Trainer seeds
     model, tokenizer = load_model_and_tokenizer(script.model_name_or_path, script.trust_remote_code)
     splits, manifest = make_splits(script.protocol, args.seed, script.data_dir)
     splits = limit_splits(splits, {"train": script.max_train_samples, "validation": script.max_eval_samples,

@@ -9,6 +9,7 @@ import torch
 
 from common.config import UserError, first_line
 from common.io import check_model_path
+from common.precision import compute_dtype
 from mistral.prompts import set_padding
 
 
@@ -22,15 +23,6 @@ class ModelArguments:
     lora_dropout: float = 0.1
     # the original run's targets; q_proj,k_proj,v_proj,o_proj is the documented four-projection variant
     lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
-
-
-def compute_dtype(setting: str = "auto") -> torch.dtype:
-    """bf16 on a GPU that has it, else fp16 on a GPU; fp32 on CPU (bf16 matmuls there are slow and inexact)."""
-    if setting != "auto":
-        return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[setting]
-    if torch.cuda.is_available():
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
 
 
 def load_tokenizer(name: str, trust_remote_code: bool = False):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import datasets
 import torch
-from transformers import TrainerCallback
+from transformers import TrainerCallback, set_seed
 from trl import SFTConfig, SFTTrainer
 
 from common.callbacks import MetricsLogger, checkpoint_step, find_trainer_checkpoint
@@ -29,7 +29,8 @@ from common.data import make_splits, summary_line
 from common.io import write_json
 from common.tracking import RunLogger, configure_trainer_wandb
 from mistral.evaluate import evaluate
-from mistral.model import ModelArguments, add_lora, compute_dtype, load_base, load_tokenizer
+from common.precision import compute_dtype
+from mistral.model import ModelArguments, add_lora, load_base, load_tokenizer
 from mistral.prompts import PromptArguments, make_format
 
 
@@ -131,6 +132,7 @@ def main(argv=None) -> dict:
     sft = configure(sft, model_args)
     resume = find_trainer_checkpoint(sft.resume_from_checkpoint, sft.output_dir)
 
+    set_seed(sft.seed)  # before the model: the LoRA weights are drawn in add_lora, before the Trainer seeds
     model, tokenizer = load_base(model_args.model_name_or_path, model_args.load_in_4bit, model_args.dtype,
                                  sft.trust_remote_code, tokenizer)
     out = Path(sft.output_dir)
