@@ -13,6 +13,7 @@ merged/ (the base model with the adapter folded in).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import time
 from dataclasses import dataclass
@@ -167,9 +168,6 @@ def main(argv=None) -> dict:
     set_peft_model_state_dict(model, load_file(out / "best_adapter" / "adapter_model.safetensors"))
     tuned = evaluate(model, fmt, reviews, labels, batch_size=script.eval_batch_size, desc="tuned")
     logger.log({f"test/{k}": v for k, v in tuned.items() if isinstance(v, (int, float))}, trainer.state.global_step)
-    if script.merge:
-        merge(model_args, out / "best_adapter", out / "merged", sft.trust_remote_code)
-
     results = {
         "script": "mistral.train_sft", "model": model_args.model_name_or_path,
         "model_parameters": sum(p.numel() for p in model.parameters()),  # 4-bit weights count packed: a lower bound
@@ -183,7 +181,18 @@ def main(argv=None) -> dict:
     logger.finish(results)
     print(f"test accuracy: zero-shot {zero_shot['accuracy']:.4f} -> tuned {tuned['accuracy']:.4f} "
           f"(best epoch {accuracy.best['epoch']:.0f})  -> {out}/results.json")
+    if script.merge:  # after results.json, with the training model gone: the merge loads a second, unquantised copy
+        del model, trainer
+        accuracy.trainer = None
+        free_memory()
+        merge(model_args, out / "best_adapter", out / "merged", sft.trust_remote_code)
     return results
+
+
+def free_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def merge(model_args: ModelArguments, adapter: Path, folder: Path, trust_remote_code: bool = False) -> None:

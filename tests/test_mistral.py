@@ -280,3 +280,27 @@ def test_sft_resume_keeps_zero_shot_best_epoch_and_metrics(tiny_mistral, imdb_di
     assert resumed["validation"]["accuracy"] >= best_before["accuracy"]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len([r for r in rows if "eval/accuracy" in r]) == 2  # epoch 1 kept, epoch 2 added
+
+
+def test_merge_comes_after_results_and_after_the_training_model_is_freed(tiny_mistral, imdb_dir, tmp_path,
+                                                                          monkeypatch):
+    import gc
+    import weakref
+
+    out, trained, seen = tmp_path / "run", [], {}
+    real_add_lora = train_sft.add_lora
+
+    def add_lora_and_watch(*args, **kwargs):
+        model = real_add_lora(*args, **kwargs)
+        trained.append(weakref.ref(model))
+        return model
+
+    def fake_merge(model_args, adapter, folder, trust_remote_code=False):
+        gc.collect()
+        seen["results"] = (out / "results.json").is_file()
+        seen["training_model_alive"] = trained[0]() is not None
+
+    monkeypatch.setattr(train_sft, "add_lora", add_lora_and_watch)
+    monkeypatch.setattr(train_sft, "merge", fake_merge)
+    train_sft.main(sft_args(tiny_mistral, imdb_dir, out, "--num_train_epochs", "1", "--merge", "true"))
+    assert seen == {"results": True, "training_model_alive": False}
