@@ -55,3 +55,14 @@ def check_model_path(name: str) -> None:
     local = name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or Path(name).exists()
     if local and not Path(name).expanduser().is_dir():
         raise UserError(f"model folder not found: {name}")
+
+
+def model_load_error(name: str, what: str, error: BaseException):
+    """A one-line UserError for a failed from_pretrained. For a gated Hub model it says what to do: the Hub's message
+    runs to several lines, and its first line alone drops the access URL."""
+    from common.config import UserError, first_line
+
+    if "gated" in str(error).lower():
+        return UserError(f"{name} is a gated model: accept its terms at https://huggingface.co/{name}, then log in "
+                         "here with the same account (hf auth login, or set HF_TOKEN)")
+    return UserError(f"cannot load {what} from {name}: {first_line(error)}")

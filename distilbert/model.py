@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.config import UserError, first_line
-from common.io import check_model_path
+from common.config import UserError
+from common.io import check_model_path, model_load_error
 
 ID2LABEL = {0: "negative", 1: "positive"}
 LABEL2ID = {v: k for k, v in ID2LABEL.items()}
@@ -18,7 +18,7 @@ def load_model_and_tokenizer(name: str, trust_remote_code: bool = False, num_lab
     try:
         config = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
-        raise UserError(f"cannot load model config from {name}: {first_line(e)}") from None
+        raise model_load_error(name, "model config", e) from None
     if config.model_type not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES and not trust_remote_code:
         raise UserError(f"{name}: model type '{config.model_type}' has no sequence-classification head in "
                         "transformers (use an encoder such as BERT, DistilBERT, RoBERTa or MiniLM)")
@@ -27,7 +27,7 @@ def load_model_and_tokenizer(name: str, trust_remote_code: bool = False, num_lab
         model = AutoModelForSequenceClassification.from_pretrained(
             name, num_labels=num_labels, id2label=ID2LABEL, label2id=LABEL2ID, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
-        raise UserError(f"cannot load model from {name}: {first_line(e)}") from None
+        raise model_load_error(name, "model", e) from None
     if tokenizer.pad_token is None:
         raise UserError(f"{name}: the tokenizer has no padding token")
     return model, tokenizer

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from common.config import UserError, first_line
-from common.io import check_model_path
+from common.io import check_model_path, model_load_error
 from common.precision import compute_dtype
 from mistral.prompts import set_padding
 
@@ -33,7 +33,7 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
-        raise UserError(f"cannot load a tokenizer from {name}: {first_line(e)}") from None
+        raise model_load_error(name, "a tokenizer", e) from None
     set_padding(tokenizer)
     return tokenizer
 
@@ -52,7 +52,7 @@ def load_base(name: str, load_in_4bit: bool = True, dtype: str = "auto", trust_r
         model = AutoModelForCausalLM.from_pretrained(name, quantization_config=quantization, dtype=torch_dtype,
                                                      device_map=device_map, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
-        raise UserError(f"cannot load a causal language model from {name}: {first_line(e)}") from None
+        raise model_load_error(name, "a causal language model", e) from None
     if load_in_4bit:
         keep_4bit_layers_trainable(model)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:

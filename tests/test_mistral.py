@@ -304,3 +304,25 @@ def test_merge_comes_after_results_and_after_the_training_model_is_freed(tiny_mi
     monkeypatch.setattr(train_sft, "merge", fake_merge)
     train_sft.main(sft_args(tiny_mistral, imdb_dir, out, "--num_train_epochs", "1", "--merge", "true"))
     assert seen == {"results": True, "training_model_alive": False}
+
+
+@pytest.mark.parametrize("loader", ["mistral", "distilbert"])
+def test_gated_model_error_says_where_to_accept_and_how_to_log_in(monkeypatch, loader):
+    import transformers
+
+    def gated(*args, **kwargs):
+        raise OSError("You are trying to access a gated repo.\nMake sure to have access to it at "
+                      "https://huggingface.co/mistralai/Mistral-7B-Instruct-v0.2.\n401 Client Error.")
+
+    for name in ("AutoTokenizer", "AutoConfig"):
+        monkeypatch.setattr(getattr(transformers, name), "from_pretrained", gated)
+    if loader == "mistral":
+        from mistral.model import load_tokenizer as load
+    else:
+        from distilbert.model import load_model_and_tokenizer as load
+    with pytest.raises(UserError) as error:
+        load("mistralai/Mistral-7B-Instruct-v0.2")
+    assert str(error.value) == (
+        "mistralai/Mistral-7B-Instruct-v0.2 is a gated model: accept its terms at "
+        "https://huggingface.co/mistralai/Mistral-7B-Instruct-v0.2, then log in here with the same account "
+        "(hf auth login, or set HF_TOKEN)")
