@@ -95,10 +95,10 @@ class PromptFormat:
         return ids[:ids.index(eos) + 1] if eos in ids else ids + [eos]
 
     def variants(self, word: str) -> set[int]:
-        """First tokens of the ways a model may start this answer: the trained form, then each casing (negative,
+        """First tokens of the ways a model may start this answer besides the trained form: each casing (negative,
         Negative) right after the prompt or after a space. A first token shorter than 3 letters ("P", "NE", a bare
         space) starts too many other words to count as this answer."""
-        found = {self.completion(word)[0]}
+        found = set()
         for form in dict.fromkeys([word, word.lower(), word.capitalize()]):
             for sep in ("", " "):
                 ids = self.after_prompt(self.render(PROBE) + sep + form)
@@ -122,7 +122,7 @@ def make_format(tokenizer, prompt: PromptArguments, max_length: int) -> PromptFo
         raise UserError(f"answer words {words} start with the same token {name!r} under this tokenizer; "
                         "choose words whose first tokens differ")
     if prompt.answer_variants:
-        neg, pos = fmt.variants(words[0]), fmt.variants(words[1])
+        neg, pos = (fmt.variants(word) | {f} for word, f in zip(words, first))
         neg, pos = neg - pos, pos - neg  # a token that starts both answers says nothing about either
     else:
         neg, pos = set(), set()
