@@ -21,6 +21,7 @@ from transformers import Trainer, TrainingArguments, set_seed
 from common.callbacks import MetricsLogger, checkpoint_step, find_trainer_checkpoint
 from common.config import parse_hf_args, run_main
 from common.data import make_splits, summary_line
+from common.distributed import one_gpu_per_process
 from common.metrics import classification_metrics, compute_metrics, scalar_metrics
 from common.precision import precision
 from common.tracking import RunLogger, configure_trainer_wandb
@@ -52,7 +53,7 @@ def build_args(script: ScriptArguments, args: TrainingArguments) -> TrainingArgu
 
 def main(argv=None) -> dict | None:
     script, args = parse_hf_args((ScriptArguments, TrainingArguments), argv)
-    args = build_args(script, args)
+    args = one_gpu_per_process(build_args(script, args), "distilbert.train_trainer")
     resume = find_trainer_checkpoint(args.resume_from_checkpoint, args.output_dir)
     start = time.perf_counter()
     set_seed(args.seed)  # before the model: its new classification head is drawn now, not when the Trainer seeds

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from common.config import UserError, parse_hf_args, run_main
 from common.data import make_splits, summary_line
+from common.distributed import gather_lists, shard
 from common.metrics import classification_metrics
 from common.tracking import RunLogger
 from mistral.model import ModelArguments, check_adapter_folder, load_adapter, load_base, load_tokenizer
@@ -106,13 +107,21 @@ def generate_labels(model, fmt: PromptFormat, reviews: list[str], answer_words: 
 def evaluate(model, fmt: PromptFormat, reviews: list[str], labels: list[int], mode: str = "score",
              batch_size: int = 8, answer_words: list[str] | None = None, max_new_tokens: int = 5,
              desc: str = "score") -> dict:
-    """Metrics of one evaluation: accuracy, per-class accuracy, macro F1, confusion matrix, n (+ unparsed)."""
+    """Metrics of one evaluation: accuracy, per-class accuracy, macro F1, confusion matrix, n (+ unparsed).
+    Under a launcher each process scores its share of the reviews and every process gets the metrics of all."""
     start = time.perf_counter()
+    mine = list(shard(len(reviews)))
+    texts = [reviews[i] for i in mine]
     if mode == "score":
-        metrics = classification_metrics(labels, score_labels(model, fmt, reviews, batch_size, desc))
+        local = score_labels(model, fmt, texts, batch_size, desc)
+    else:
+        local, _ = generate_labels(model, fmt, texts, answer_words, max_new_tokens)
+    preds = dict(gather_lists(list(zip(mine, local))))
+    preds = [preds[i] for i in range(len(reviews))]
+    if mode == "score":
+        metrics = classification_metrics(labels, preds)
         metrics["unparsed"] = 0
     else:
-        preds, _ = generate_labels(model, fmt, reviews, answer_words, max_new_tokens)
         parsed = [(y, p) for y, p in zip(labels, preds) if p is not None]
         # accuracy over all reviews counts an unparsed answer as wrong; the other metrics cover parsed ones
         metrics = classification_metrics(*zip(*parsed)) if parsed else {"n": 0}

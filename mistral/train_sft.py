@@ -27,6 +27,7 @@ from trl import SFTConfig, SFTTrainer
 from common.callbacks import MetricsLogger, checkpoint_step, find_trainer_checkpoint
 from common.config import UserError, parse_hf_args, run_main
 from common.data import make_splits, summary_line
+from common.distributed import barrier, is_main_process, one_gpu_per_process
 from common.io import write_json
 from common.tracking import RunLogger, configure_trainer_wandb
 from mistral.evaluate import evaluate
@@ -58,12 +59,15 @@ class EvalAccuracy(TrainerCallback):
     def on_evaluate(self, args, state, control, model=None, **kwargs):
         metrics = evaluate(model, self.fmt, self.reviews, self.labels, batch_size=self.batch_size, desc="eval")
         self.trainer.log({"eval_accuracy": metrics["accuracy"], "eval_f1": metrics["f1"]})
-        if metrics["accuracy"] > self.best["accuracy"] and state.is_world_process_zero:
+        # every process scores the same metrics (gathered), so all agree on the best; rank 0 alone writes it
+        if metrics["accuracy"] > self.best["accuracy"]:
             self.best = {"accuracy": metrics["accuracy"], "step": state.global_step, "epoch": state.epoch,
                          "validation": metrics}
-            model.save_pretrained(self.folder)
-            self.fmt.tokenizer.save_pretrained(self.folder)
-            write_json(self.folder / "best.json", self.best)
+            if state.is_world_process_zero:
+                model.save_pretrained(self.folder)
+                self.fmt.tokenizer.save_pretrained(self.folder)
+                write_json(self.folder / "best.json", self.best)
+            barrier()
 
 
 class LearningGuard(TrainerCallback):
@@ -112,7 +116,8 @@ def zero_shot_once(model, fmt, test, manifest: dict, batch_size: int, path: Path
             return saved["metrics"]
     metrics = evaluate(model, fmt, test["text"].tolist(), test["label"].tolist(), batch_size=batch_size,
                        desc="zero-shot")
-    write_json(path, {"test_sha256": test_hash, "metrics": metrics})
+    if is_main_process():
+        write_json(path, {"test_sha256": test_hash, "metrics": metrics})
     return metrics
 
 
@@ -120,7 +125,7 @@ def to_dataset(fmt, df) -> datasets.Dataset:
     return datasets.Dataset.from_list([fmt.example(t, y) for t, y in zip(df["text"], df["label"])])
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> dict | None:
     script, model_args, prompt_args, sft = parse_hf_args((ScriptArguments, ModelArguments, PromptArguments, SFTConfig),
                                                          argv)
     start = time.perf_counter()
@@ -130,7 +135,7 @@ def main(argv=None) -> dict:
         print(summary_line(name, info))
     tokenizer = load_tokenizer(model_args.model_name_or_path, sft.trust_remote_code)
     fmt = make_format(tokenizer, prompt_args, sft.max_length)
-    sft = configure(sft, model_args)
+    sft = one_gpu_per_process(configure(sft, model_args), "mistral.train_sft")  # also forms the process group
     resume = find_trainer_checkpoint(sft.resume_from_checkpoint, sft.output_dir)
 
     set_seed(sft.seed)  # before the model: the LoRA weights are drawn in add_lora, before the Trainer seeds
@@ -138,14 +143,16 @@ def main(argv=None) -> dict:
                                  sft.trust_remote_code, tokenizer)
     out = Path(sft.output_dir)
     config = {**vars(script), **vars(model_args), **vars(prompt_args), **sft.to_dict()}
-    logger = RunLogger(out, config, report_to="none", run_name=sft.run_name,  # W&B: the Trainer's own callback
-                       resume_step=checkpoint_step(resume))
+    logger = None  # under a launcher, rank 0 alone writes the run folder; W&B is the Trainer's own callback
+    if sft.process_index == 0:
+        logger = RunLogger(out, config, report_to="none", run_name=sft.run_name, resume_step=checkpoint_step(resume))
     test = splits["test"]
     reviews, labels = test["text"].tolist(), test["label"].tolist()
 
     zero_shot = zero_shot_once(model, fmt, test, manifest, script.eval_batch_size, out / "zero_shot.json")
-    logger.log({f"zero_shot/{k}": v for k, v in zero_shot.items() if isinstance(v, (int, float))}, 0)
-    print(f"zero-shot test accuracy {zero_shot['accuracy']:.4f}")
+    if logger:
+        logger.log({f"zero_shot/{k}": v for k, v in zero_shot.items() if isinstance(v, (int, float))}, 0)
+        print(f"zero-shot test accuracy {zero_shot['accuracy']:.4f}")
 
     model = add_lora(model, model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout,
                      model_args.lora_target_modules, model_args.load_in_4bit, sft.gradient_checkpointing)
@@ -153,10 +160,10 @@ def main(argv=None) -> dict:
     accuracy = EvalAccuracy(fmt, val["text"].tolist(), val["label"].tolist(), script.eval_batch_size,
                             out / "best_adapter", resume=resume is not None)
     samples_per_step = sft.per_device_train_batch_size * sft.gradient_accumulation_steps * sft.world_size
-    metrics_logger = MetricsLogger(logger, samples_per_step)
+    metrics_logger = MetricsLogger(logger, samples_per_step) if logger else None
     trainer = SFTTrainer(model=model, args=sft, train_dataset=to_dataset(fmt, splits["train"]),
                          eval_dataset=to_dataset(fmt, val), processing_class=tokenizer,
-                         callbacks=[LearningGuard(), accuracy, metrics_logger])
+                         callbacks=[LearningGuard(), accuracy] + ([metrics_logger] if metrics_logger else []))
     accuracy.trainer = trainer
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
 
@@ -167,6 +174,8 @@ def main(argv=None) -> dict:
 
     set_peft_model_state_dict(model, load_file(out / "best_adapter" / "adapter_model.safetensors"))
     tuned = evaluate(model, fmt, reviews, labels, batch_size=script.eval_batch_size, desc="tuned")
+    if logger is None:
+        return None
     logger.log({f"test/{k}": v for k, v in tuned.items() if isinstance(v, (int, float))}, trainer.state.global_step)
     results = {
         "script": "mistral.train_sft", "model": model_args.model_name_or_path,

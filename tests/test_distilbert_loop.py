@@ -1,7 +1,4 @@
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -109,22 +106,6 @@ def test_collator_pads_to_longest_or_fixed_width():
     assert batch["input_ids"].tolist() == [[5, 6, 7], [5, 0, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert Collator(0, pad_to=8)(rows)["input_ids"].shape == (2, 8)
-
-
-@pytest.mark.slow
-def test_two_process_cpu_run(tiny_distilbert, imdb_dir, tmp_path):
-    out = tmp_path / "ddp"
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
-    # `accelerate launch --cpu` starts a single process in Accelerate 1.x; --multi_gpu on a machine without a GPU
-    # starts torch.distributed processes, which the script joins into a CPU (gloo) group.
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "distilbert.train_loop",
-           *args(tiny_distilbert, imdb_dir, out, tmp_path, "--num_train_epochs", "1")]
-    subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
-    results = json.loads((out / "results.json").read_text())
-    assert results["num_processes"] == 2
-    assert results["test"]["n"] == results["manifest"]["splits"]["test"]["size"]
-    assert results["validation"]["n"] == results["manifest"]["splits"]["validation"]["size"]
 
 
 def test_predict_on_saved_model(trained_run, tmp_path, capsys):
