@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import gather_object, set_seed
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
@@ -128,6 +129,8 @@ def save_checkpoint(path: Path, accelerator, model, tokenizer, optimizer, schedu
         tokenizer.save_pretrained(tmp)
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        if accelerator.scaler is not None:  # fp16: the loss scale it has settled on, and its growth tracker
+            torch.save(accelerator.scaler.state_dict(), tmp / "scaler.pt")
         (tmp / "state.json").write_text(json.dumps(state, indent=2))
     accelerator.wait_for_everyone()
     rng = {"cpu": torch.get_rng_state()}
@@ -169,11 +172,13 @@ def load_checkpoint(path: Path, accelerator, model, optimizer, scheduler) -> dic
     accelerator.unwrap_model(model).load_state_dict(load_file(path / "model.safetensors"))
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+    if accelerator.scaler is not None and (path / "scaler.pt").is_file():
+        accelerator.scaler.load_state_dict(torch.load(path / "scaler.pt", weights_only=True))
     rng = torch.load(path / f"rng_{accelerator.process_index}.pt", weights_only=True)
     torch.set_rng_state(rng["cpu"])
     if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
-    return json.loads((path / "state.json").read_text())
+    return {"skipped_steps": 0, **json.loads((path / "state.json").read_text())}
 
 
 def save_best(folder: Path, accelerator, model, tokenizer, info: dict) -> None:
@@ -204,7 +209,7 @@ def train(cfg, accelerator, model, tokenizer, data, collate, logger, resume: Pat
     model, optimizer = accelerator.prepare(model, optimizer)
 
     state = {"global_step": 0, "epoch": 0, "batches_done": 0, "best_accuracy": -1.0, "best_step": None,
-             "train_time_s": 0.0, "train_samples": 0}
+             "train_time_s": 0.0, "train_samples": 0, "skipped_steps": 0}
     if resume:
         state = load_checkpoint(resume, accelerator, model, optimizer, scheduler)
         accelerator.print(f"resumed from {resume} at step {state['global_step']}")
@@ -251,7 +256,10 @@ def train(cfg, accelerator, model, tokenizer, data, collate, logger, resume: Pat
                 continue
             grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
-            scheduler.step()
+            if accelerator.optimizer_step_was_skipped:  # fp16 overflow: no update, so the schedule waits too
+                state["skipped_steps"] += 1
+            else:
+                scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             state["global_step"] += 1
             step, elapsed = state["global_step"], time.perf_counter() - t0
@@ -294,6 +302,9 @@ def main(argv=None) -> dict | None:
     start = time.perf_counter()
     # cpu=True where there is no accelerator: it is what lets Accelerate form a multi-process CPU (gloo) group
     on_cpu = not (torch.cuda.is_available() or torch.backends.mps.is_available())
+    # Accelerate keeps the first run's precision for the whole process and refuses another; a second run in the same
+    # process (the benchmarks, the tests) starts afresh, as HF's TrainingArguments does. The process group stays.
+    AcceleratorState._reset_state()
     accelerator = Accelerator(mixed_precision=precision(cfg.mixed_precision), cpu=on_cpu)
     set_seed(cfg.seed)
     resume = find_checkpoint(cfg)
@@ -325,6 +336,7 @@ def main(argv=None) -> dict | None:
         "model_parameters": sum(p.numel() for p in model.parameters()),
         "test": test, "validation": json.loads((best / "best.json").read_text())["validation"],
         "best_step": state["best_step"], "global_step": state["global_step"],
+        "skipped_steps": state["skipped_steps"],  # fp16 steps the GradScaler skipped (overflow); 0 otherwise
         "manifest": manifest, "split_sizes_used": {k: len(v) for k, v in data.items()},
         "num_processes": accelerator.num_processes, "mixed_precision": accelerator.mixed_precision,
         "train_samples_per_second": state["train_samples"] / max(state["train_time_s"], 1e-9),

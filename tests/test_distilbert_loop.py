@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from safetensors.torch import load_file
 
 import distilbert.train_loop as loop
@@ -57,8 +58,23 @@ def test_loop_learns_and_writes_run_folder(trained_run):
             "tokenizer.json"} <= {p.name for p in ckpt.iterdir()}
 
 
-def test_resume_matches_uninterrupted(tiny_distilbert, imdb_dir, tmp_path, monkeypatch):
-    common = ["--num_train_epochs", "2", "--max_train_samples", "256", "--save_total_limit", "5"]
+class LossScaledAccelerator(loop.Accelerator):
+    """fp16's GradScaler path on CPU, where Accelerate makes none: autocast to fp16, a loss scale that overflows
+    every few steps (the scaler then skips the update and halves the scale), and grows back after 3 good steps."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.native_amp = True
+        self.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**24, growth_factor=16.0, backoff_factor=0.25,
+                                           growth_interval=3)
+
+
+@pytest.mark.parametrize("precision", ["no", "fp16"])
+def test_resume_matches_uninterrupted(precision, tiny_distilbert, imdb_dir, tmp_path, monkeypatch):
+    common = ["--num_train_epochs", "2", "--max_train_samples", "256", "--save_total_limit", "5",
+              "--mixed_precision", precision]
+    if precision == "fp16":
+        monkeypatch.setattr(loop, "Accelerator", LossScaledAccelerator)
     full = loop.main(args(tiny_distilbert, imdb_dir, tmp_path / "full", tmp_path, *common))
 
     original = loop.save_checkpoint
@@ -84,6 +100,10 @@ def test_resume_matches_uninterrupted(tiny_distilbert, imdb_dir, tmp_path, monke
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
     steps = [r["step"] for r in read_jsonl(tmp_path / "cut" / "metrics.jsonl") if "train/loss" in r]
     assert steps == sorted(set(steps)), "metrics.jsonl repeats steps after resuming"
+    if precision == "fp16":  # the resumed run kept the loss scale, so it skipped the same updates
+        assert 0 < resumed["skipped_steps"] == full["skipped_steps"] < 32
+        scheduler = torch.load(tmp_path / "cut" / "checkpoints" / "step-0000032" / "scheduler.pt")
+        assert scheduler["last_epoch"] == 32 - resumed["skipped_steps"]  # the schedule waited at each skipped one
 
 
 def test_length_grouped_batches_cover_every_example_once():
