@@ -14,7 +14,7 @@ OUT_ARG = $(if $(OUT),--output_dir $(OUT))
 RUN_ARGS = $(DATA_ARG) $(OUT_ARG) $(ARGS)
 export HF_HUB_DISABLE_TELEMETRY = 1
 
-.PHONY: setup torch models small test test-real baseline export-splits clean distilbert-loop bench-distilbert distilbert-trainer compare-distilbert mistral-sft mistral-eval bench-mistral plots report demo
+.PHONY: setup torch models small test test-real gpu-wheels gpu-check baseline export-splits clean distilbert-loop bench-distilbert distilbert-trainer compare-distilbert mistral-sft mistral-eval bench-mistral plots report demo
 
 setup: $(PY) torch
 	$(PY) -m pip install -e ".[dev]"
@@ -72,6 +72,21 @@ test:
 
 test-real:
 	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -m "real_model and slow" $(PYTEST_ARGS)
+
+# The GPU check (tools/gpu_check.py): at most 8 minutes on one GPU; prints a table, writes $(GPU_CHECK_OUT). It runs
+# with the machine's own python3 where there is no .venv, and installs from $(WHEELS) the packages that machine lacks
+# (no network needed there). Fill $(WHEELS) beforehand, where pip reaches PyPI: make gpu-wheels (about 45 MB).
+WHEELS ?= .whl
+GPU_CHECK_OUT ?= results/gpu_check.json
+GPU_PY = $(if $(wildcard $(PY)),$(PY),python3)
+WHEEL_PLATFORMS = --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \
+	--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux_2_24_x86_64
+gpu-wheels:
+	$(PYTHON) -m pip download --no-deps --only-binary=:all: $(WHEEL_PLATFORMS) -d $(WHEELS) \
+		bitsandbytes==0.50.2 trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19
+
+gpu-check:
+	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(GPU_PY) -m tools.gpu_check --wheels $(WHEELS) --out $(GPU_CHECK_OUT)
 
 baseline:
 	$(PY) -m baseline.tfidf --config configs/baseline.yaml $(RUN_ARGS)

@@ -68,7 +68,8 @@ def build_model_folder(cfg: BenchConfig, texts, folder: Path) -> Path:
     from transformers import AutoTokenizer, DistilBertConfig, DistilBertForSequenceClassification
 
     tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer) if cfg.tokenizer else train_tokenizer(texts)
-    config = DistilBertConfig(vocab_size=len(tokenizer), max_position_embeddings=512, num_labels=2,
+    # at least BERT's 30,522 entries: the embedding and its optimizer state take time too, whatever the tokenizer
+    config = DistilBertConfig(vocab_size=max(len(tokenizer), 30522), max_position_embeddings=512, num_labels=2,
                               pad_token_id=tokenizer.pad_token_id, **SIZES[cfg.size])
     torch.manual_seed(cfg.seed)
     DistilBertForSequenceClassification(config).save_pretrained(folder)

@@ -204,7 +204,9 @@ def train(cfg, accelerator, model, tokenizer, data, collate, logger, resume: Pat
                                             generator=torch.Generator().manual_seed(cfg.seed)))
     updates_per_epoch = math.ceil(len(loader) / cfg.gradient_accumulation_steps)
     total_steps = cfg.max_steps or updates_per_epoch * cfg.num_train_epochs
-    optimizer = torch.optim.AdamW(optimizer_groups(model, cfg.weight_decay), lr=cfg.learning_rate)
+    # fused AdamW on a GPU, as HF's Trainer uses there: one kernel for the whole update
+    optimizer = torch.optim.AdamW(optimizer_groups(model, cfg.weight_decay), lr=cfg.learning_rate,
+                                  fused=accelerator.device.type == "cuda")
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
 

@@ -12,8 +12,8 @@ architecture and the prompt lengths set the speed, not the weights.
 
 With --train_step true it instead times QLoRA training steps of that model (4-bit NF4 base, LoRA r 64 on the
 recipe's q_proj and v_proj, gradient checkpointing, batch 1 of max_length tokens, paged AdamW on a GPU): seconds per
-step, tokens/s and peak GPU memory. At --size 7b the random model is built in bf16 and saved first (about 15 GB of
-disk and 30 GB of RAM), then loaded in 4-bit, as a real checkpoint would be.
+step, tokens/s and peak GPU memory. The random model is built in 4-bit directly on the device (random_4bit_mistral),
+layer by layer, as load_base would load a checkpoint: no 15 GB file is written.
 """
 from __future__ import annotations
 
@@ -55,18 +55,31 @@ class BenchConfig:
     steps: int = 5                    # timed training steps (after one warm-up step)
 
 
-def build_random_mistral(cfg: BenchConfig, texts: list[str], folder: Path) -> Path:
-    import torch
+def mistral_config(size: str, vocab_size: int = 32000):
+    from transformers import MistralConfig
+
+    return MistralConfig(vocab_size=vocab_size, max_position_embeddings=4096, sliding_window=None, bos_token_id=1,
+                         eos_token_id=2, **SIZES[size])
+
+
+def train_bpe_tokenizer(texts: list[str]):
+    """A Mistral-like BPE tokenizer (<unk> 0, <s> 1, </s> 2; up to 32,000 entries) learnt from the texts."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import MistralConfig, MistralForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer, tok.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
     tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=32000, special_tokens=["<unk>", "<s>", "</s>"]))
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
-    config = MistralConfig(vocab_size=len(tokenizer), max_position_embeddings=4096, sliding_window=None,
-                           bos_token_id=1, eos_token_id=2, **SIZES[cfg.size])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+
+
+def build_random_mistral(cfg: BenchConfig, texts: list[str], folder: Path) -> Path:
+    import torch
+    from transformers import MistralForCausalLM
+
+    tokenizer = train_bpe_tokenizer(texts)
+    config = mistral_config(cfg.size, len(tokenizer))
     torch.manual_seed(cfg.seed)
     default = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16 if cfg.size == "7b" else torch.float32)  # 7B in fp32 needs 28 GB
@@ -78,14 +91,52 @@ def build_random_mistral(cfg: BenchConfig, texts: list[str], folder: Path) -> Pa
     return folder
 
 
-def measure_train_step(cfg: BenchConfig, model_dir: str) -> dict:
+def random_4bit_mistral(config, device, compute_dtype=None, seed: int = 0):
+    """A Mistral of `config` with random weights, its decoder's linear layers in 4-bit NF4 with double quantisation
+    (what load_base's BitsAndBytesConfig makes of a checkpoint), built on `device` layer by layer: at 7B no 15 GB
+    checkpoint has to be written and read back, and no full-precision copy is ever whole in memory."""
+    import bitsandbytes as bnb
+    import torch
+    from accelerate import init_empty_weights
+    from accelerate.utils import set_module_tensor_to_device
+    from transformers import MistralForCausalLM
+
+    from common.precision import compute_dtype as auto_dtype
+    from mistral.model import keep_4bit_layers_trainable
+
+    dtype = compute_dtype or auto_dtype()
+    generator = torch.Generator(device).manual_seed(seed)
+
+    def normal(*shape):
+        return torch.randn(*shape, device=device, dtype=dtype, generator=generator) * config.initializer_range
+
+    with init_empty_weights():
+        model = MistralForCausalLM(config)
+    for module in list(model.model.layers.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, torch.nn.Linear):
+                layer = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=False, compute_dtype=dtype,
+                                          compress_statistics=True, quant_type="nf4", device="meta")
+                layer.weight = bnb.nn.Params4bit(normal(child.out_features, child.in_features), requires_grad=False,
+                                                 compress_statistics=True, quant_type="nf4")
+                setattr(module, name, layer.to(device))  # moving quantises
+    for name, param in list(model.named_parameters()):
+        if param.device.type == "meta":  # embeddings, norms, lm_head: kept in the compute dtype, as from a checkpoint
+            value = torch.ones(param.shape, dtype=dtype, device=device) if "norm" in name else normal(*param.shape)
+            set_module_tensor_to_device(model, name, device, value=value)
+    model.model.rotary_emb.to(device)  # buffers were made for real (init_empty_weights leaves them), on the CPU
+    model.is_loaded_in_4bit = True  # peft's prepare_model_for_kbit_training reads this flag
+    keep_4bit_layers_trainable(model)
+    return model
+
+
+def measure_train_step(cfg: BenchConfig, model) -> dict:
     """Seconds per QLoRA step, tokens/s and peak GPU memory, on random tokens (the content does not set the speed)."""
     import torch
 
     from mistral.model import ModelArguments, add_lora
 
     lora = ModelArguments()
-    model, _ = load_base(model_dir, load_in_4bit=True)
     model = add_lora(model, lora.lora_r, lora.lora_alpha, lora.lora_dropout, lora.lora_target_modules,
                      quantized=True)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -126,6 +177,44 @@ def measure_train_step(cfg: BenchConfig, model_dir: str) -> dict:
     return report
 
 
+def train_step_report(cfg: BenchConfig) -> dict:
+    import torch
+
+    if cfg.model_name_or_path:
+        model, _ = load_base(cfg.model_name_or_path, load_in_4bit=True)
+    else:
+        model = random_4bit_mistral(mistral_config(cfg.size), "cuda" if torch.cuda.is_available() else "cpu",
+                                    seed=cfg.seed)
+    report = measure_train_step(cfg, model)
+    if cfg.output:
+        write_json(cfg.output, report)
+    return report
+
+
+def time_scoring_and_generation(model, fmt, reviews: list[str], batch_size: int, max_new_tokens: int,
+                                n_generate: int | None = None) -> tuple[dict, list[int], list[int | None]]:
+    """Reviews/s of label scoring (batched) and of greedy generation (one at a time; over the first n_generate
+    reviews, as it is the slow one), after a warm-up batch; and the predictions of each."""
+    import torch
+
+    def timed(run):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        out = run()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return out, time.perf_counter() - start
+
+    score_labels(model, fmt, reviews[:batch_size], batch_size)  # warm-up: kernels, allocator
+    to_generate = reviews[:n_generate] if n_generate else reviews
+    scored, score_s = timed(lambda: score_labels(model, fmt, reviews, batch_size))
+    (generated, _), generate_s = timed(lambda: generate_labels(model, fmt, to_generate, PromptArguments().answer_words,
+                                                               max_new_tokens))
+    rates = {"label_scoring": len(reviews) / score_s, "greedy_generation": len(to_generate) / generate_s}
+    return rates, scored, generated
+
+
 def scoring_agreement(preds: dict[str, list[int]], generated: list[int | None], labels: list[int]) -> dict:
     """How often each scoring names the label that generation names (where it names one), and every accuracy."""
     parsed = [i for i, g in enumerate(generated) if g is not None]
@@ -137,6 +226,8 @@ def scoring_agreement(preds: dict[str, list[int]], generated: list[int | None], 
 
 def main(argv=None) -> dict:
     cfg = parse_config(BenchConfig, argv)
+    if cfg.train_step:
+        return train_step_report(cfg)
     splits, _ = make_splits("balanced", cfg.seed, cfg.data_dir, n_train=cfg.n_tokenizer_reviews, n_eval=2,
                             n_test=max(cfg.n_reviews + cfg.n_reviews % 2, 2))
     reviews = splits["test"]["text"].tolist()[:cfg.n_reviews]
@@ -145,22 +236,10 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         name = cfg.model_name_or_path or str(build_random_mistral(cfg, splits["train"]["text"].tolist()
                                                                   + reviews, Path(tmp) / "model"))
-        if cfg.train_step:
-            report = measure_train_step(cfg, name)
-            if cfg.output:
-                write_json(cfg.output, report)
-            return report
         model, tokenizer = load_base(name, cfg.load_in_4bit)
     fmt = make_format(tokenizer, prompt, cfg.max_length)
-    score_labels(model, fmt, reviews[:cfg.batch_size], cfg.batch_size)  # warm-up
-    timings = {}
-    start = time.perf_counter()
-    preds = {"scoring, variants summed": score_labels(model, fmt, reviews, cfg.batch_size)}
-    timings["label_scoring"] = time.perf_counter() - start
-    start = time.perf_counter()
-    generated, _ = generate_labels(model, fmt, reviews, prompt.answer_words, cfg.max_new_tokens)
-    timings["greedy_generation"] = time.perf_counter() - start
-    rates = {k: len(reviews) / v for k, v in timings.items()}
+    rates, scored, generated = time_scoring_and_generation(model, fmt, reviews, cfg.batch_size, cfg.max_new_tokens)
+    preds = {"scoring, variants summed": scored}
     fmt_one = make_format(tokenizer, dataclasses.replace(prompt, answer_variants=False), cfg.max_length)
     preds["scoring, first token only"] = score_labels(model, fmt_one, reviews, cfg.batch_size)
     agreement = scoring_agreement(preds, generated, labels)

@@ -59,25 +59,31 @@ def left_pad(batch: list[list[int]], pad_id: int, device) -> dict[str, torch.Ten
 
 
 @torch.no_grad()
-def score_labels(model, fmt: PromptFormat, reviews: list[str], batch_size: int = 8, desc: str = "score") -> list[int]:
-    """Label scoring: 1 where the positive answer's first tokens, their probabilities summed, outscore the negative
-    answer's, else 0 (logsumexp of logits: the softmax's normaliser is the same for both labels)."""
+def score_margins(model, fmt: PromptFormat, reviews: list[str], batch_size: int = 8,
+                  desc: str = "score") -> list[float]:
+    """For each review, log P(positive answer) - log P(negative answer) at the answer position, each label's
+    probability summed over the first tokens of its variants (logsumexp of logits: the softmax's normaliser is the
+    same for both labels, so it cancels)."""
     was_training = model.training
     model.eval()
     prompts = [fmt.prompt_ids(r) for r in reviews]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths pad little
     neg, pos = (torch.tensor(ids) for ids in fmt.label_token_ids)
-    preds = [0] * len(prompts)
+    margins = [0.0] * len(prompts)
     device = next(model.parameters()).device
     for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
         idx = order[start:start + batch_size]
         batch = left_pad([prompts[i] for i in idx], fmt.tokenizer.pad_token_id, device)
         logits = model(**batch, logits_to_keep=1).logits[:, -1].float().cpu()
-        positive = logits[:, pos].logsumexp(-1) > logits[:, neg].logsumexp(-1)
-        for i, pred in zip(idx, positive.tolist()):
-            preds[i] = int(pred)
+        for i, margin in zip(idx, (logits[:, pos].logsumexp(-1) - logits[:, neg].logsumexp(-1)).tolist()):
+            margins[i] = margin
     model.train(was_training)
-    return preds
+    return margins
+
+
+def score_labels(model, fmt: PromptFormat, reviews: list[str], batch_size: int = 8, desc: str = "score") -> list[int]:
+    """Label scoring: 1 where the positive answer outscores the negative one (score_margins > 0), else 0."""
+    return [int(m > 0) for m in score_margins(model, fmt, reviews, batch_size, desc)]
 
 
 def parse_answer(text: str, answer_words: list[str]) -> int | None:

@@ -8,6 +8,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read once, when cuBLAS starts: deterministic GPU tests
 
 from common.synthetic import write_imdb  # noqa: E402
 
@@ -41,3 +42,26 @@ def run_on_synthetic(tmp_path_factory, name: str, main, make_args, model: Path, 
     tmp = tmp_path_factory.mktemp(name)
     out = tmp / "run"
     return out, main(make_args(model, write_imdb(tmp / "imdb"), out, tmp, *extra))
+
+
+def pytest_collection_modifyitems(config, items):
+    """`gpu` tests skip cleanly where CUDA is missing."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def deterministic_cuda():
+    """Bitwise-repeatable CUDA kernels for the test (cuBLAS workspaces, no atomics-based reductions)."""
+    import torch
+
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    yield
+    torch.use_deterministic_algorithms(False)

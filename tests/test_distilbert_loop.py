@@ -60,7 +60,7 @@ def test_loop_learns_and_writes_run_folder(trained_run):
 
 class LossScaledAccelerator(loop.Accelerator):
     """fp16's GradScaler path on CPU, where Accelerate makes none: autocast to fp16, a loss scale that overflows
-    every few steps (the scaler then skips the update and halves the scale), and grows back after 3 good steps."""
+    every few steps (the scaler then skips the update and cuts the scale by 4), and grows back after 3 good steps."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -69,12 +69,18 @@ class LossScaledAccelerator(loop.Accelerator):
                                            growth_interval=3)
 
 
-@pytest.mark.parametrize("precision", ["no", "fp16"])
-def test_resume_matches_uninterrupted(precision, tiny_distilbert, imdb_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("device, precision", [
+    ("cpu", "no"), ("cpu", "fp16"),
+    pytest.param("cuda", "bf16", marks=pytest.mark.gpu), pytest.param("cuda", "fp16", marks=pytest.mark.gpu)])
+def test_resume_matches_uninterrupted(device, precision, tiny_distilbert, imdb_dir, tmp_path, monkeypatch, request):
     common = ["--num_train_epochs", "2", "--max_train_samples", "256", "--save_total_limit", "5",
               "--mixed_precision", precision]
-    if precision == "fp16":
-        monkeypatch.setattr(loop, "Accelerator", LossScaledAccelerator)
+    if device == "cpu":
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        if precision == "fp16":
+            monkeypatch.setattr(loop, "Accelerator", LossScaledAccelerator)
+    else:
+        request.getfixturevalue("deterministic_cuda")
     full = loop.main(args(tiny_distilbert, imdb_dir, tmp_path / "full", tmp_path, *common))
 
     original = loop.save_checkpoint
@@ -100,8 +106,10 @@ def test_resume_matches_uninterrupted(precision, tiny_distilbert, imdb_dir, tmp_
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
     steps = [r["step"] for r in read_jsonl(tmp_path / "cut" / "metrics.jsonl") if "train/loss" in r]
     assert steps == sorted(set(steps)), "metrics.jsonl repeats steps after resuming"
-    if precision == "fp16":  # the resumed run kept the loss scale, so it skipped the same updates
-        assert 0 < resumed["skipped_steps"] == full["skipped_steps"] < 32
+    assert resumed["mixed_precision"] == precision
+    assert resumed["skipped_steps"] == full["skipped_steps"]
+    if (device, precision) == ("cpu", "fp16"):  # the resumed run kept the loss scale, so it skipped the same updates
+        assert 0 < resumed["skipped_steps"] < 32
         scheduler = torch.load(tmp_path / "cut" / "checkpoints" / "step-0000032" / "scheduler.pt")
         assert scheduler["last_epoch"] == 32 - resumed["skipped_steps"]  # the schedule waited at each skipped one
 
