@@ -2,7 +2,7 @@
 
     make distilbert-loop                                   # the published recipe: 3 epochs, lr 5e-5, batch 16
     python -m distilbert.train_loop --config configs/distilbert_loop.yaml --max_train_samples 2000
-    accelerate launch --multi_gpu --num_processes 2 -m distilbert.train_loop --config configs/distilbert_loop.yaml
+    accelerate launch --config_file configs/accelerate/ddp.yaml --num_processes 2 -m distilbert.train_loop --config configs/distilbert_loop.yaml
     python -m distilbert.train_loop --config configs/distilbert_loop.yaml --resume_from_checkpoint latest
 
 The run folder (output_dir) gets config.yaml, metrics.jsonl, checkpoints/step-N/ (model, tokenizer, optimizer,

@@ -3,6 +3,8 @@
     make distilbert-trainer
     python -m distilbert.train_trainer --config configs/distilbert_trainer.yaml --max_train_samples 2000
     python -m distilbert.train_trainer --config configs/distilbert_trainer.yaml --resume_from_checkpoint latest
+    accelerate launch --config_file configs/accelerate/ddp.yaml --num_processes 2 -m distilbert.train_trainer \
+        --config configs/distilbert_trainer.yaml                  # one process per GPU
 
 Settings: the script's own (ScriptArguments below) plus every `TrainingArguments` field, from the YAML or the
 command line. The run folder gets the same config.yaml, metrics.jsonl (same metric names) and results.json

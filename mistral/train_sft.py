@@ -3,6 +3,8 @@
     make mistral-sft DATA_DIR=../shared/data/imdb
     python -m mistral.train_sft --config configs/mistral_sft.yaml --n_train 200 --num_train_epochs 1
     python -m mistral.train_sft --config configs/mistral_sft.yaml --load_in_4bit false     # plain LoRA
+    accelerate launch --config_file configs/accelerate/mistral_qlora_ddp.yaml --num_processes 4 -m mistral.train_sft \
+        --config configs/mistral_sft.yaml --gradient_accumulation_steps 1        # one process per GPU
 
 One run: balanced splits (900 train / 100 eval / 2500 test) -> base model in 4-bit NF4 -> zero-shot evaluation on
 test -> LoRA SFT on prompt/completion pairs, loss on the answer and EOS only -> eval accuracy every epoch, best epoch
