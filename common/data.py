@@ -108,10 +108,22 @@ def load_imdb(data_dir: str | os.PathLike | None = None) -> dict[str, pd.DataFra
 
 # ---------------------------------------------------------------- split helpers
 
+def text_key(texts: pd.Series) -> pd.Series:
+    """Texts as compared for duplicates: their words, whitespace collapsed. Reviews that differ only in line breaks
+    or spacing are the same review (IMDB has such pairs; compared as written, one of them crossed the splits)."""
+    return texts.str.split().str.join(" ")
+
+
 def dedupe(df: pd.DataFrame) -> pd.DataFrame:
     """Keep one copy of each text; a text seen with both labels is ambiguous and dropped entirely."""
-    n_labels = df.groupby("text")["label"].transform("nunique")
-    return df[n_labels == 1].drop_duplicates("text", keep="first")
+    key = text_key(df["text"])
+    n_labels = df["label"].groupby(key).transform("nunique")
+    return df[(n_labels == 1) & ~key.duplicated(keep="first")]
+
+
+def drop_texts_of(df: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
+    """The rows of df whose text (compared as in dedupe) is not in other: no review in two splits."""
+    return df[~text_key(df["text"]).isin(set(text_key(other["text"])))]
 
 
 def canonical(df: pd.DataFrame) -> pd.DataFrame:
@@ -184,14 +196,12 @@ def make_splits(
         pool = dedupe(pd.concat([train, test], ignore_index=True))
         parts = stratified_split(pool, [0.7, 0.1, 0.2], seed)
     elif protocol == "official":
-        train = dedupe(train)
-        train = train[~train["text"].isin(set(test["text"]))]
+        train = drop_texts_of(dedupe(train), test)
         val, train_part = stratified_split(train, [0.1, 0.9], seed)
         parts = [train_part, val, _shuffle(canonical(test), np.random.default_rng(seed))]
     else:
         test = dedupe(test)
-        train = dedupe(train)
-        train = train[~train["text"].isin(set(test["text"]))]
+        train = drop_texts_of(dedupe(train), test)
         train_part, val = balanced_sample(train, [n_train, n_eval], seed, "official train set")
         (test_part,) = balanced_sample(test, [n_test], seed, "official test set")
         parts = [train_part, val, test_part]

@@ -23,4 +23,4 @@ def test_baseline_on_real_imdb(real_imdb_dir, tmp_path):
     results = main(["--config", str(ROOT / "configs/baseline.yaml"), "--data_dir", str(real_imdb_dir),
                     "--output_dir", str(tmp_path / "run"), "--report_to", "none"])
     assert 0.90 < results["test"]["accuracy"] < 0.94
-    assert results["test"]["n"] == 9916
+    assert results["test"]["n"] == 9915

@@ -66,6 +66,20 @@ def test_duplicates_with_conflicting_labels_are_dropped():
     assert len(everything) == 78
 
 
+@pytest.mark.parametrize("protocol", ["random_70_10_20", "official", "balanced"])
+def test_texts_differing_only_in_whitespace_are_one_review(protocol):
+    raw = make_imdb(n_train=40, n_test=40, n_dup=0)
+    words = raw["train"].loc[2, "text"].split()
+    raw["train"].loc[4, ["text", "label"]] = ["\n".join(words), raw["train"].loc[2, "label"]]  # line breaks only
+    raw["test"].loc[0, ["text", "label"]] = ["  ".join(words), raw["train"].loc[2, "label"]]  # doubled spaces
+    kw = {"n_train": 10, "n_eval": 4, "n_test": 20} if protocol == "balanced" else {}
+    splits, _ = make_splits(protocol, seed=0, raw=raw, **kw)
+    seen = [name for name, df in splits.items() for text in df["text"] if text.split() == words]
+    assert len(seen) <= 1  # at most one copy survives, in one split
+    if protocol == "random_70_10_20":
+        assert len(seen) == 1 and sum(len(df) for df in splits.values()) == 78
+
+
 def test_official_protocol(imdb_dir):
     raw = load_imdb(imdb_dir)
     splits, _ = make_splits("official", seed=0, data_dir=imdb_dir)
@@ -173,7 +187,7 @@ def test_export_same_as_direct(imdb_dir, tmp_path):
 @pytest.mark.real_data
 def test_real_imdb_split_sizes(real_imdb_dir):
     splits, manifest = make_splits("random_70_10_20", seed=42, data_dir=real_imdb_dir)
-    assert {k: len(v) for k, v in splits.items()} == {"train": 34706, "validation": 4958, "test": 9916}
+    assert {k: len(v) for k, v in splits.items()} == {"train": 34704, "validation": 4959, "test": 9915}
     for df in splits.values():
         assert abs(positive_share(df) - 0.5) < 0.005
     official, _ = make_splits("official", seed=42, data_dir=real_imdb_dir)
