@@ -55,7 +55,7 @@ SMALL_ENCODER = --model_name_or_path models/minilm-l6 --max_train_samples 2000 -
 	--per_device_train_batch_size 8 $(DATA_ARG)
 small: models
 	$(PY) -m distilbert.train_loop --config configs/distilbert_loop.yaml $(SMALL_ENCODER) \
-		--log_every 5 --eval_every 50 --save_every 50 --output_dir $(SMALL)/distilbert_loop
+		--logging_steps 5 --eval_steps 50 --save_steps 50 --output_dir $(SMALL)/distilbert_loop
 	$(PY) -m distilbert.train_trainer --config configs/distilbert_trainer.yaml $(SMALL_ENCODER) \
 		--logging_steps 5 --eval_strategy steps --eval_steps 50 --save_strategy steps --save_steps 50 \
 		--output_dir $(SMALL)/distilbert_trainer

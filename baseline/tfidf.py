@@ -8,12 +8,12 @@ The regularisation strength C is chosen on the validation split; test is scored 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from common.config import parse_config, run_main, to_dict
+from common.config import parse_config, run_main, setting, to_dict
 from common.data import make_splits, summary_line
 from common.metrics import classification_metrics, scalar_metrics
 from common.tracking import RunLogger
@@ -21,17 +21,17 @@ from common.tracking import RunLogger
 
 @dataclass
 class BaselineConfig:
-    protocol: str = "random_70_10_20"
-    seed: int = 42
-    data_dir: str | None = None
-    output_dir: str = "runs/baseline"
-    report_to: str = "wandb"
-    ngram_max: int = 2            # word n-grams 1..ngram_max
-    min_df: int = 2               # ignore n-grams seen in fewer documents
-    max_features: int | None = None
-    sublinear_tf: bool = True
-    C: list[float] = field(default_factory=lambda: [1.0, 4.0, 16.0, 64.0])  # tried on validation
-    max_iter: int = 1000
+    protocol: str = setting("random_70_10_20", "split protocol: random_70_10_20, official or balanced")
+    seed: int = setting(42, "seed of the split")
+    data_dir: str | None = setting(None, "folder with train/test.parquet; else $IMDB_DATA_DIR; else the Hub")
+    output_dir: str = setting("runs/baseline", "the run folder: config, metrics, results")
+    report_to: str = setting("wandb", "wandb (offline without an API key) or none")
+    ngram_max: int = setting(2, "word n-grams 1..ngram_max")
+    min_df: int = setting(2, "ignore n-grams seen in fewer documents")
+    max_features: int | None = setting(None, "keep only the N most frequent n-grams")
+    sublinear_tf: bool = setting(True, "1 + log(tf) instead of raw counts")
+    C: list[float] = setting([1.0, 4.0, 16.0, 64.0], "inverse regularisation strengths tried on validation")
+    max_iter: int = setting(1000, "logistic regression's iterations at most")
 
 
 def fit_and_score(cfg: BaselineConfig, splits: dict) -> dict:

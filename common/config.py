@@ -44,6 +44,32 @@ def run_main(main, argv: Sequence[str] | None = None) -> None:
         sys.exit(2)
 
 
+def setting(default: Any = dataclasses.MISSING, help: str = "") -> Any:  # noqa: A002 - HF's metadata key
+    """A settings field and its one-line meaning, which --help prints (Hugging Face's convention, so their parser
+    shows it too). A list default is copied for each instance."""
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata={"help": help})
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+ORDER = "Settings: the defaults below, then the YAML file's values, then --key value on the command line."
+
+
+def script_name() -> str:
+    """`python -m NAME`'s NAME, for usage lines."""
+    return getattr(getattr(sys.modules["__main__"], "__spec__", None), "name", None) or Path(sys.argv[0]).name
+
+
+def print_help(cls: type) -> None:
+    """Every setting of a script: name, type, default and meaning."""
+    print(f"usage: python -m {script_name()} [--config FILE.yaml] [--key value ...]\n\n{ORDER}\n")
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        kind = str(hints[f.name]).replace("typing.", "").replace("<class '", "").replace("'>", "")
+        print(f"  --{f.name} {kind} (default: {default})\n      {f.metadata.get('help', '')}")
+
+
 def _field_type(cls: type, field: dataclasses.Field) -> Any:
     return typing.get_type_hints(cls)[field.name]
 
@@ -135,7 +161,11 @@ def build_config(cls: type[T], values: dict[str, Any], where: str = "settings") 
 
 def parse_config(cls: type[T], argv: Sequence[str] | None = None) -> T:
     """Defaults from the dataclass, then the YAML named by --config, then --key value overrides."""
-    config_path, overrides = parse_overrides(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if "--help" in argv or "-h" in argv:
+        print_help(cls)
+        raise SystemExit(0)
+    config_path, overrides = parse_overrides(argv)
     values: dict[str, Any] = {}
     if config_path:
         values.update(load_yaml(config_path))
@@ -145,12 +175,31 @@ def parse_config(cls: type[T], argv: Sequence[str] | None = None) -> T:
     return build_config(cls, values)
 
 
-def parse_hf_args(types: Sequence[type], argv: Sequence[str] | None = None) -> tuple:
+def _optional_none(obj: Any) -> Any:
+    """`--key none` on one of our own optional settings means None, as in parse_config (HfArgumentParser keeps the
+    string: `--cache_dir none` would make a folder named none). HF's own fields keep their strings (report_to none)."""
+    if type(obj).__module__.split(".")[0] in ("transformers", "trl"):
+        return obj
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, str) and value.lower() in ("none", "null") and type(None) in typing.get_args(
+                hints[f.name]):
+            setattr(obj, f.name, None)
+    return obj
+
+
+def parse_hf_args(types: Sequence[type], argv: Sequence[str] | None = None, defaults: dict | None = None) -> tuple:
     """Like parse_config, for Hugging Face argument dataclasses (TrainingArguments, SFTConfig, ...) next to a
-    script's own: one YAML and `--key value` overrides fill them all, through HfArgumentParser."""
+    script's own: one YAML and `--key value` overrides fill them all, through HfArgumentParser. `defaults` replace
+    a library's own defaults for this script (the YAML and the command line still override them)."""
     from transformers import HfArgumentParser
 
-    config_path, overrides = parse_overrides(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if "--help" in argv or "-h" in argv:  # HF's parser lists every field of every dataclass, with its help
+        HfArgumentParser(types, prog=f"python -m {script_name()} [--config FILE.yaml]", description=ORDER).print_help()
+        raise SystemExit(0)
+    config_path, overrides = parse_overrides(argv)
     values: dict[str, Any] = load_yaml(config_path) if config_path else {}
     valid = sorted({f.name for t in types for f in dataclasses.fields(t) if f.init})
     for where, keys in ((config_path, values), ("command line", overrides)):
@@ -161,6 +210,7 @@ def parse_hf_args(types: Sequence[type], argv: Sequence[str] | None = None) -> t
                    if typing.get_origin(typing.get_type_hints(t).get(f.name)) is list}
     # on the command line a list is comma-separated, as for parse_config: --answer_words neg,pos
     values.update({k: v.split(",") if k in list_fields else v for k, v in overrides.items()})
+    values = {**(defaults or {}), **values}
     args: list[str] = []
     for key, value in values.items():
         if value is None:
@@ -178,7 +228,7 @@ def parse_hf_args(types: Sequence[type], argv: Sequence[str] | None = None) -> t
 
     parser.error = error  # a bad value is a one-line ConfigError, not argparse's usage dump
     try:
-        return tuple(parser.parse_args_into_dataclasses(args=args))
+        return tuple(_optional_none(obj) for obj in parser.parse_args_into_dataclasses(args=args))
     except ValueError as e:  # raised by the dataclasses' own checks (__post_init__)
         raise ConfigError(first_line(e)) from None
 

@@ -248,11 +248,13 @@ def export(protocol: str, seed: int, out: str | Path, data_dir=None, **sizes) ->
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m common.data", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m common.data", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("export", help="write one parquet per split plus manifest.json")
-    p.add_argument("--protocol", choices=PROTOCOLS, default="random_70_10_20")
-    p.add_argument("--seed", type=int, default=42)
+    p = sub.add_parser("export", help="write one parquet per split plus manifest.json",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--protocol", choices=PROTOCOLS, default="random_70_10_20", help="split protocol")
+    p.add_argument("--seed", type=int, default=42, help="seed of the split")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--data_dir", default=None,
                    help="folder with train.parquet and test.parquet (else $IMDB_DATA_DIR, else the Hub)")

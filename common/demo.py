@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.config import parse_config, run_main
+from common.config import parse_config, run_main, setting
 from common.synthetic import write_imdb
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,10 +24,10 @@ BANNER = ("DEMO: tiny random models, a few training steps, a small slice of data
 
 @dataclass
 class DemoConfig:
-    out: str = "runs/demo"
-    data_dir: str | None = None        # else $IMDB_DATA_DIR, else synthetic reviews
-    synthetic: bool = False            # use synthetic reviews even when real ones are available
-    n_train: int = 256                 # training reviews for the DistilBERT runs
+    out: str = setting("runs/demo", "the folder of the demo's runs")
+    data_dir: str | None = setting(None, "folder with train/test.parquet; else $IMDB_DATA_DIR; else synthetic reviews")
+    synthetic: bool = setting(False, "use synthetic reviews even when real ones are available")
+    n_train: int = setting(256, "training reviews for the DistilBERT runs")
 
 
 def section(title: str) -> None:
@@ -84,8 +84,8 @@ def main(argv=None) -> Path:
              "--num_train_epochs", "2", "--max_length", "128", "--warmup_steps", "4", "--learning_rate", "1e-3",
              "--cache_dir", str(out / "cache")]
     section("DistilBERT, hand-written loop")
-    train_loop(["--config", str(ROOT / "configs/distilbert_loop.yaml"), *small, "--log_every", "2",
-                "--save_every", "16", "--output_dir", str(out / "distilbert_loop")])
+    train_loop(["--config", str(ROOT / "configs/distilbert_loop.yaml"), *small, "--logging_steps", "2",
+                "--save_steps", "16", "--output_dir", str(out / "distilbert_loop")])
     section("DistilBERT, Hugging Face Trainer")
     train_trainer(["--config", str(ROOT / "configs/distilbert_trainer.yaml"), *small, "--logging_steps", "2",
                    "--output_dir", str(out / "distilbert_trainer")])

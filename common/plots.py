@@ -135,7 +135,8 @@ def plot_run(run: str | Path, to: str | Path | None = None) -> list[Path]:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m common.plots", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m common.plots", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("run", help="a run folder (holding metrics.jsonl and/or results.json)")
     parser.add_argument("--to", help="also copy the PNGs into this folder, e.g. images/distilbert/")
     args = parser.parse_args(argv)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from common.config import UserError, parse_config, run_main
+from common.config import UserError, parse_config, run_main, setting
 from common.io import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,9 +161,9 @@ def available(name: str) -> bool:
 
 @dataclass
 class Args:
-    only: str | None = None       # one part: mistral_tokenizer, smollm2 or minilm; default all
-    out: str = str(MODELS_DIR)
-    force: bool = False           # convert again even when the source is unchanged
+    only: str | None = setting(None, "one part: mistral_tokenizer, smollm2 or minilm; default: all")
+    out: str = setting(str(MODELS_DIR), "the folder the parts are written to")
+    force: bool = setting(False, "convert again even when the source is unchanged")
 
 
 def main(argv=None) -> None:

@@ -90,9 +90,10 @@ def build_report(runs: Path) -> str:
 
 
 def main(argv=None) -> Path:
-    parser = argparse.ArgumentParser(prog="python -m common.report", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m common.report", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--runs", default="runs", help="folder searched for results.json files")
-    parser.add_argument("--out", default="results/RESULTS.md")
+    parser.add_argument("--out", default="results/RESULTS.md", help="the markdown file written")
     args = parser.parse_args(argv)
     text = build_report(Path(args.runs))
     out = atomic_write(args.out, lambda tmp: tmp.write_text(text))

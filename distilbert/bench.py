@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.config import parse_config, run_main
+from common.config import parse_config, run_main, setting
 from common.data import make_splits
 from common.io import write_json
 from distilbert.data import LengthGroupedBatches, RandomBatches
@@ -36,17 +36,16 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 @dataclass
 class BenchConfig:
-    data_dir: str | None = None
-    size: str = "small"
-    tokenizer: str | None = None      # a tokenizer folder or Hub id; default: train a WordPiece on the reviews
-    n_samples: int = 256              # training reviews per run (the same ones for every mode)
-    per_device_train_batch_size: int = 16
-    max_length: int = 512
-    seed: int = 42
-    output: str | None = None         # also write the figures as JSON here
-    compare: bool = False             # the loop against the Trainer instead of the batching comparison
-    n_test: int = 256                 # test reviews scored in the comparison
-
+    data_dir: str | None = setting(None, "folder with train/test.parquet; else $IMDB_DATA_DIR; else the Hub")
+    size: str = setting("small", "random DistilBERT size: small (CPU) or full (DistilBERT-base)")
+    tokenizer: str | None = setting(None, "a tokenizer folder or Hub id; default: a WordPiece trained on the reviews")
+    n_samples: int = setting(256, "training reviews per run (the same ones for every mode)")
+    per_device_train_batch_size: int = setting(16, "reviews per training batch")
+    max_length: int = setting(512, "tokens kept per review")
+    seed: int = setting(42, "seed of the split, the model and the batches")
+    output: str | None = setting(None, "also write the figures as JSON here")
+    compare: bool = setting(False, "the loop against the Trainer instead of the batching comparison")
+    n_test: int = setting(256, "test reviews scored in the comparison")
 
 def train_tokenizer(texts, vocab_size: int = 30522):
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
@@ -87,8 +86,8 @@ def run_mode(cfg: BenchConfig, model: Path, tmp: Path, batching: str, max_steps:
 
     argv = ["--model_name_or_path", str(model), "--output_dir", str(tmp / batching), "--report_to", "none",
             "--batching", batching, "--max_train_samples", str(cfg.n_samples), "--max_eval_samples", "16",
-            "--max_test_samples", "16", "--num_train_epochs", "1", "--save_every", "1000000",
-            "--log_every", "1000000", "--seed", str(cfg.seed), "--max_length", str(cfg.max_length),
+            "--max_test_samples", "16", "--num_train_epochs", "1", "--save_steps", "1000000",
+            "--logging_steps", "1000000", "--seed", str(cfg.seed), "--max_length", str(cfg.max_length),
             "--per_device_train_batch_size", str(cfg.per_device_train_batch_size),
             "--cache_dir", str(tmp / "cache"), "--warmup_steps", "0"]
     if cfg.data_dir:
@@ -110,7 +109,7 @@ def compare(cfg: BenchConfig, model: Path, tmp: Path) -> dict:
               *(["--data_dir", cfg.data_dir] if cfg.data_dir else [])]
     runs = {
         "loop": train_loop(["--config", str(CONFIGS / "distilbert_loop.yaml"), *shared, "--output_dir",
-                            str(tmp / "loop"), "--save_every", "1000000"]),
+                            str(tmp / "loop"), "--save_steps", "1000000"]),
         "trainer": train_trainer(["--config", str(CONFIGS / "distilbert_trainer.yaml"), *shared, "--output_dir",
                                   str(tmp / "trainer"), "--save_strategy", "no", "--eval_strategy", "no",
                                   "--load_best_model_at_end", "false"]),

@@ -33,6 +33,19 @@ def load_model_and_tokenizer(name: str, trust_remote_code: bool = False, num_lab
     return model, tokenizer
 
 
+def fit_max_length(max_length: int, model, tokenizer) -> int:
+    """The tokens kept per review: max_length, or the model's limit where that is shorter, with a note (as HF's
+    examples do): more positions than the model has would crash in its embedding."""
+    limits = [model.config.max_position_embeddings]
+    if tokenizer.model_max_length < 1_000_000:  # larger: transformers' "not set" sentinel
+        limits.append(tokenizer.model_max_length)
+    limit = min(limits)
+    if max_length > limit:
+        print(f"max_length {max_length} is more than the model takes: using its limit, {limit} tokens")
+        return limit
+    return max_length
+
+
 BASE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "distilbert_base_uncased.json"
 
 

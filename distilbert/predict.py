@@ -62,13 +62,14 @@ def predict(model, tokenizer, texts: list[str], batch_size: int = 32, max_length
 
 
 def main(argv=None) -> list[tuple[str, float]]:
-    parser = argparse.ArgumentParser(prog="python -m distilbert.predict", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m distilbert.predict", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("texts", nargs="*", help="review texts")
     parser.add_argument("--model", required=True, help="a model folder, e.g. runs/distilbert_loop/best_model")
     parser.add_argument("--file", help="a .txt (one review per line), .parquet or .csv file")
     parser.add_argument("--column", default="text", help="the text column of a .parquet or .csv file")
-    parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--max_length", type=int, default=512)
+    parser.add_argument("--batch_size", type=int, default=32, help="reviews per forward pass")
+    parser.add_argument("--max_length", type=int, default=512, help="tokens kept per review")
     args = parser.parse_args(argv)
     texts = list(args.texts) + (read_texts(args.file, args.column) if args.file else [])
     if not texts:

@@ -2,7 +2,8 @@
 
     make distilbert-loop                                   # the published recipe: 3 epochs, lr 5e-5, batch 16
     python -m distilbert.train_loop --config configs/distilbert_loop.yaml --max_train_samples 2000
-    accelerate launch --config_file configs/accelerate/ddp.yaml --num_processes 2 -m distilbert.train_loop --config configs/distilbert_loop.yaml
+    accelerate launch --config_file configs/accelerate/ddp.yaml --num_processes 2 -m distilbert.train_loop \
+        --config configs/distilbert_loop.yaml                     # one process per GPU
     python -m distilbert.train_loop --config configs/distilbert_loop.yaml --resume_from_checkpoint latest
 
 The run folder (output_dir) gets config.yaml, metrics.jsonl, checkpoints/step-N/ (model, tokenizer, optimizer,
@@ -29,48 +30,47 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from common.config import UserError, parse_config, run_main, to_dict
+from common.config import UserError, parse_config, run_main, setting, to_dict
 from common.data import make_splits, summary_line
 from common.io import write_json
 from common.metrics import classification_metrics, scalar_metrics
 from common.precision import precision
 from common.tracking import RunLogger
 from distilbert.data import Collator, LengthGroupedBatches, RandomBatches, limit_splits, sorted_batches, tokenize_splits
-from distilbert.model import load_model_and_tokenizer
+from distilbert.model import fit_max_length, load_model_and_tokenizer
 
 
 @dataclass
 class LoopConfig:
-    model_name_or_path: str = "distilbert-base-uncased"
-    output_dir: str = "runs/distilbert_loop"
-    data_dir: str | None = None           # folder with train/test.parquet; else $IMDB_DATA_DIR; else the Hub
-    protocol: str = "random_70_10_20"
-    seed: int = 42
-    max_length: int = 512
-    max_train_samples: int | None = None
-    max_eval_samples: int | None = None
-    max_test_samples: int | None = None
-    num_train_epochs: int = 3
-    max_steps: int | None = None          # stop after this many optimizer steps (overrides epochs)
-    per_device_train_batch_size: int = 16
-    per_device_eval_batch_size: int = 64
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_steps: int = 500
-    max_grad_norm: float = 1.0
-    mixed_precision: str = "auto"         # auto (bf16 or fp16 on GPU, fp32 on CPU), no, bf16, fp16
-    batching: str = "length_grouped"      # length_grouped, random, or pad_to_max_length (the original run)
-    log_every: int = 50
-    eval_every: int | None = None         # also evaluate every N steps (always at each epoch end)
-    save_every: int = 500
-    save_total_limit: int = 2             # step checkpoints kept (best_model/ is separate)
-    resume_from_checkpoint: str | None = None   # a checkpoint folder, or "latest"
-    cache_dir: str | None = ".cache/tokenized"  # tokenised splits; none to tokenise every time
-    report_to: str = "wandb"
-    run_name: str | None = None
-    trust_remote_code: bool = False
-
+    model_name_or_path: str = setting("distilbert-base-uncased", "Hub id or local folder of the encoder to fine-tune")
+    output_dir: str = setting("runs/distilbert_loop", "the run folder: config, metrics, checkpoints, results")
+    data_dir: str | None = setting(None, "folder with train/test.parquet; else $IMDB_DATA_DIR; else the Hub")
+    protocol: str = setting("random_70_10_20", "split protocol: random_70_10_20, official or balanced")
+    seed: int = setting(42, "seed of the split, the model's new head, shuffling and dropout")
+    max_length: int = setting(512, "tokens kept per review (longer ones are truncated); at most the model's limit")
+    max_train_samples: int | None = setting(None, "use only the first N training reviews (quick runs)")
+    max_eval_samples: int | None = setting(None, "use only the first N validation reviews")
+    max_test_samples: int | None = setting(None, "use only the first N test reviews")
+    num_train_epochs: int = setting(3, "passes over the training reviews")
+    max_steps: int | None = setting(None, "stop after this many optimizer steps (overrides num_train_epochs)")
+    per_device_train_batch_size: int = setting(16, "reviews per training batch on each device")
+    per_device_eval_batch_size: int = setting(64, "reviews per evaluation batch on each device")
+    gradient_accumulation_steps: int = setting(1, "batches whose gradients add up to one optimizer step")
+    learning_rate: float = setting(5e-5, "AdamW's peak learning rate (linear warm-up, then linear decay to 0)")
+    weight_decay: float = setting(0.01, "AdamW weight decay (not on biases and LayerNorm weights)")
+    warmup_steps: int = setting(500, "optimizer steps of linear warm-up")
+    max_grad_norm: float = setting(1.0, "gradient clipping norm")
+    mixed_precision: str = setting("auto", "auto (bf16 or fp16 on a GPU, fp32 on CPU), no, bf16 or fp16")
+    batching: str = setting("length_grouped", "length_grouped, random, or pad_to_max_length (the original run)")
+    logging_steps: int = setting(50, "log training metrics every N optimizer steps")
+    eval_steps: int | None = setting(None, "also evaluate every N steps (always at each epoch's end)")
+    save_steps: int = setting(500, "save a checkpoint every N optimizer steps (and at the end)")
+    save_total_limit: int = setting(2, "step checkpoints kept (best_model/ is separate)")
+    resume_from_checkpoint: str | None = setting(None, "a checkpoint folder, or latest (the newest in output_dir)")
+    cache_dir: str | None = setting(".cache/tokenized", "where tokenised splits are cached; none: tokenise each run")
+    report_to: str = setting("wandb", "wandb (offline without an API key) or none")
+    run_name: str | None = setting(None, "the W&B run's name")
+    trust_remote_code: bool = setting(False, "allow the model folder's own Python code")
 
 BATCHING = ("length_grouped", "random", "pad_to_max_length")
 
@@ -272,7 +272,7 @@ def train(cfg, accelerator, model, tokenizer, data, collate, logger, resume: Pat
             pending = 0
             bar.update(1)
             bar.set_postfix(loss=f"{step_loss.item():.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-            if step % cfg.log_every == 0 or step == total_steps:
+            if step % cfg.logging_steps == 0 or step == total_steps:
                 if logger:
                     logger.log({"train/loss": window["loss"] / window["micro"],
                                 "train/learning_rate": scheduler.get_last_lr()[0],
@@ -283,9 +283,9 @@ def train(cfg, accelerator, model, tokenizer, data, collate, logger, resume: Pat
                 window = {"loss": 0.0, "micro": 0, "samples": 0, "time": 0.0}
             if last_of_epoch:
                 state.update(epoch=state["epoch"] + 1, batches_done=0)
-            if (cfg.eval_every and step % cfg.eval_every == 0) or last_of_epoch or step == total_steps:
+            if (cfg.eval_steps and step % cfg.eval_steps == 0) or last_of_epoch or step == total_steps:
                 run_eval()
-            if step % cfg.save_every == 0 or step == total_steps:
+            if step % cfg.save_steps == 0 or step == total_steps:
                 save_checkpoint(out / "checkpoints" / f"step-{step:07d}", accelerator, model, tokenizer,
                                 optimizer, scheduler, state)
                 if accelerator.is_main_process:
@@ -311,6 +311,7 @@ def main(argv=None) -> dict | None:
     set_seed(cfg.seed)
     resume = find_checkpoint(cfg)
     model, tokenizer = load_model_and_tokenizer(cfg.model_name_or_path, cfg.trust_remote_code)
+    cfg.max_length = fit_max_length(cfg.max_length, model, tokenizer)
     splits, manifest = make_splits(cfg.protocol, cfg.seed, cfg.data_dir)
     splits = limit_splits(splits, {"train": cfg.max_train_samples, "validation": cfg.max_eval_samples,
                                    "test": cfg.max_test_samples})

@@ -21,29 +21,28 @@ import numpy as np
 from transformers import Trainer, TrainingArguments, set_seed
 
 from common.callbacks import MetricsLogger, checkpoint_step, find_trainer_checkpoint
-from common.config import parse_hf_args, run_main
+from common.config import parse_hf_args, run_main, setting
 from common.data import make_splits, summary_line
 from common.distributed import one_gpu_per_process
 from common.metrics import classification_metrics, compute_metrics, scalar_metrics
 from common.precision import precision
 from common.tracking import RunLogger, configure_trainer_wandb
 from distilbert.data import Collator, limit_splits, tokenize_splits
-from distilbert.model import load_model_and_tokenizer
+from distilbert.model import fit_max_length, load_model_and_tokenizer
 
 
 @dataclass
 class ScriptArguments:
-    model_name_or_path: str = "distilbert-base-uncased"
-    data_dir: str | None = None           # folder with train/test.parquet; else $IMDB_DATA_DIR; else the Hub
-    protocol: str = "random_70_10_20"
-    max_length: int = 512
-    max_train_samples: int | None = None
-    max_eval_samples: int | None = None
-    max_test_samples: int | None = None
-    mixed_precision: str = "auto"         # auto: bf16 or fp16 on a GPU, fp32 on CPU; or no / bf16 / fp16
-    cache_dir: str | None = ".cache/tokenized"
-    trust_remote_code: bool = False
-
+    model_name_or_path: str = setting("distilbert-base-uncased", "Hub id or local folder of the encoder to fine-tune")
+    data_dir: str | None = setting(None, "folder with train/test.parquet; else $IMDB_DATA_DIR; else the Hub")
+    protocol: str = setting("random_70_10_20", "split protocol: random_70_10_20, official or balanced")
+    max_length: int = setting(512, "tokens kept per review (longer ones are truncated); at most the model's limit")
+    max_train_samples: int | None = setting(None, "use only the first N training reviews (quick runs)")
+    max_eval_samples: int | None = setting(None, "use only the first N validation reviews")
+    max_test_samples: int | None = setting(None, "use only the first N test reviews")
+    mixed_precision: str = setting("auto", "auto (bf16 or fp16 on a GPU, fp32 on CPU), no, bf16 or fp16")
+    cache_dir: str | None = setting(".cache/tokenized", "where tokenised splits are cached; none: tokenise each run")
+    trust_remote_code: bool = setting(False, "allow the model folder's own Python code")
 
 def build_args(script: ScriptArguments, args: TrainingArguments) -> TrainingArguments:
     """Mixed precision from the script's `auto` setting; W&B offline when no account is configured."""
@@ -60,6 +59,7 @@ def main(argv=None) -> dict | None:
     start = time.perf_counter()
     set_seed(args.seed)  # before the model: its new classification head is drawn now, not when the Trainer seeds
     model, tokenizer = load_model_and_tokenizer(script.model_name_or_path, script.trust_remote_code)
+    script.max_length = fit_max_length(script.max_length, model, tokenizer)
     splits, manifest = make_splits(script.protocol, args.seed, script.data_dir)
     splits = limit_splits(splits, {"train": script.max_train_samples, "validation": script.max_eval_samples,
                                    "test": script.max_test_samples})

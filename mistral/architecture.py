@@ -343,11 +343,13 @@ def table() -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mistral.architecture", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mistral.architecture", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("verify", help="compare the three modes with Hugging Face's forward")
-    fig = sub.add_parser("figures", help="draw the mechanisms")
-    fig.add_argument("--out", default=str(ROOT / "images" / "mistral"))
+    fig = sub.add_parser("figures", help="draw the mechanisms",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    fig.add_argument("--out", default=str(ROOT / "images" / "mistral"), help="folder the PNGs are written to")
     sub.add_parser("table", help="print the parameter table of the configs in configs/")
     args = parser.parse_args(argv)
     if args.command == "table":

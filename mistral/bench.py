@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.config import parse_config, run_main
+from common.config import parse_config, run_main, setting
 from common.data import make_splits
 from common.io import write_json
 from mistral.evaluate import generate_labels, score_labels
@@ -40,20 +40,19 @@ SIZES = {
 
 @dataclass
 class BenchConfig:
-    data_dir: str | None = None
-    model_name_or_path: str | None = None
-    size: str = "small"
-    load_in_4bit: bool = False
-    n_reviews: int = 200
-    n_tokenizer_reviews: int = 900    # training reviews the random model's BPE tokenizer learns from
-    batch_size: int = 8
-    max_length: int = 512
-    max_new_tokens: int = 5
-    seed: int = 42
-    output: str | None = None
-    train_step: bool = False          # time QLoRA training steps instead of evaluation
-    steps: int = 5                    # timed training steps (after one warm-up step)
-
+    data_dir: str | None = setting(None, "folder with train/test.parquet; else $IMDB_DATA_DIR; else the Hub")
+    model_name_or_path: str | None = setting(None, "a causal LM to time; default: a random Mistral of `size`")
+    size: str = setting("small", "random Mistral size: small (CPU) or 7b (Mistral-7B's shape)")
+    load_in_4bit: bool = setting(False, "load the model in 4-bit NF4")
+    n_reviews: int = setting(200, "balanced test reviews classified by both methods")
+    n_tokenizer_reviews: int = setting(900, "training reviews the random model's BPE tokenizer learns from")
+    batch_size: int = setting(8, "reviews per forward pass in label scoring")
+    max_length: int = setting(512, "prompt tokens at most")
+    max_new_tokens: int = setting(5, "tokens generated per review")
+    seed: int = setting(42, "seed of the splits and the random model")
+    output: str | None = setting(None, "also write the figures as JSON here")
+    train_step: bool = setting(False, "time QLoRA training steps instead of evaluation")
+    steps: int = setting(5, "timed training steps (after one warm-up step)")
 
 def mistral_config(size: str, vocab_size: int = 32000):
     from transformers import MistralConfig

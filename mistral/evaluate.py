@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from common.config import UserError, parse_hf_args, run_main
+from common.config import UserError, parse_hf_args, run_main, setting
 from common.data import make_splits, summary_line
 from common.distributed import gather_lists, shard
 from common.metrics import classification_metrics
@@ -33,21 +33,20 @@ MODES = ("score", "generate")
 
 @dataclass
 class EvalArguments:
-    adapter: str | None = None            # a LoRA adapter folder saved by mistral.train_sft
-    data_dir: str | None = None
-    split: str = "test"                   # train, validation or test of the balanced protocol
-    n_train: int = 900
-    n_eval: int = 100
-    n_test: int = 2500
-    seed: int = 42
-    mode: str = "score"                   # score or generate
-    batch_size: int = 8
-    max_length: int = 512
-    max_new_tokens: int = 5
-    output_dir: str = "runs/mistral_eval"
-    report_to: str = "wandb"
-    trust_remote_code: bool = False
-
+    adapter: str | None = setting(None, "a LoRA adapter folder saved by mistral.train_sft (best_adapter/)")
+    data_dir: str | None = setting(None, "folder with train/test.parquet; else $IMDB_DATA_DIR; else the Hub")
+    split: str = setting("test", "train, validation or test of the balanced protocol")
+    n_train: int = setting(900, "balanced training reviews (as in the training run, so the splits match)")
+    n_eval: int = setting(100, "balanced eval reviews (as in the training run)")
+    n_test: int = setting(2500, "balanced test reviews (as in the training run)")
+    seed: int = setting(42, "seed of the balanced splits (the training run's seed)")
+    mode: str = setting("score", "score (label scoring, batched) or generate (greedy generation, parsed)")
+    batch_size: int = setting(8, "reviews per forward pass in label scoring")
+    max_length: int = setting(512, "prompt tokens at most; longer reviews are shortened, the answer cue kept")
+    max_new_tokens: int = setting(5, "tokens generated per review in generate mode")
+    output_dir: str = setting("runs/mistral_eval", "the run folder: config, metrics, results")
+    report_to: str = setting("wandb", "wandb (offline without an API key) or none")
+    trust_remote_code: bool = setting(False, "allow the model folder's own Python code")
 
 def left_pad(batch: list[list[int]], pad_id: int, device) -> dict[str, torch.Tensor]:
     """Prompts padded on the left, so the answer position is the last one; positions count real tokens only."""

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from common.config import UserError, first_line
+from common.config import UserError, first_line, setting
 from common.distributed import local_rank
 from common.io import check_model_path, model_load_error
 from common.precision import compute_dtype
@@ -16,15 +16,14 @@ from mistral.prompts import set_padding
 
 @dataclass
 class ModelArguments:
-    model_name_or_path: str = "mistralai/Mistral-7B-Instruct-v0.2"
-    load_in_4bit: bool = True             # NF4 with double quantisation; false: plain LoRA on the dtype below
-    dtype: str = "auto"                   # compute: auto (bf16, else fp16 on a GPU; fp32 on CPU), bf16, fp16, fp32
-    lora_r: int = 64
-    lora_alpha: int = 16
-    lora_dropout: float = 0.1
-    # the original run's targets; q_proj,k_proj,v_proj,o_proj is the documented four-projection variant
-    lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
-
+    model_name_or_path: str = setting("mistralai/Mistral-7B-Instruct-v0.2", "Hub id or local folder of the causal LM")
+    load_in_4bit: bool = setting(True, "NF4 with double quantisation (QLoRA); false: plain LoRA in the dtype below")
+    dtype: str = setting("auto", "compute dtype: auto (bf16, else fp16 on a GPU; fp32 on CPU), bf16, fp16, fp32")
+    lora_r: int = setting(64, "LoRA rank")
+    lora_alpha: int = setting(16, "LoRA scaling numerator (the update is scaled by alpha / r)")
+    lora_dropout: float = setting(0.1, "dropout on the LoRA input")
+    lora_target_modules: list[str] = setting(["q_proj", "v_proj"], "modules that get adapters: the original run's; "
+                                             "q_proj,k_proj,v_proj,o_proj is the four-projection variant")
 
 def load_tokenizer(name: str, trust_remote_code: bool = False):
     """The tokenizer, with a padding token distinct from EOS. Cheap: load it first to check settings against it."""

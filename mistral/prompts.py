@@ -9,18 +9,20 @@ truncated.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from common.config import UserError
+from common.config import UserError, setting
 
 
 @dataclass
 class PromptArguments:
-    instruction: str = "Classify the sentiment of this movie review as positive or negative."
-    prompt_template: str = "{instruction}\n\nReview: {review}\n\nSentiment:"   # must hold {review}
-    answer_words: list[str] = field(default_factory=lambda: ["negative", "positive"])  # labels 0 and 1
-    use_chat_template: bool = True        # wrap the prompt in the tokenizer's chat template when it has one
-    answer_variants: bool = True          # label scoring sums each label's case and leading-space variants
+    instruction: str = setting("Classify the sentiment of this movie review as positive or negative.",
+                               "the task, put into the prompt")
+    prompt_template: str = setting("{instruction}\n\nReview: {review}\n\nSentiment:",
+                                   "the user turn; must hold {review} (and may hold {instruction})")
+    answer_words: list[str] = setting(["negative", "positive"], "the answers for labels 0 and 1")
+    use_chat_template: bool = setting(True, "wrap the prompt in the tokenizer's chat template when it has one")
+    answer_variants: bool = setting(True, "label scoring sums each label's case and leading-space variants")
 
 
 PROBE = "A film."   # the review with which answers are tokenised where they stand, after a prompt

@@ -27,7 +27,7 @@ from transformers import TrainerCallback, set_seed
 from trl import SFTConfig, SFTTrainer
 
 from common.callbacks import MetricsLogger, checkpoint_step, find_trainer_checkpoint
-from common.config import UserError, parse_hf_args, run_main
+from common.config import UserError, parse_hf_args, run_main, setting
 from common.data import make_splits, summary_line
 from common.distributed import barrier, is_main_process, one_gpu_per_process
 from common.io import write_json
@@ -40,12 +40,18 @@ from mistral.prompts import PromptArguments, make_format
 
 @dataclass
 class ScriptArguments:
-    data_dir: str | None = None
-    n_train: int = 900
-    n_eval: int = 100
-    n_test: int = 2500
-    eval_batch_size: int = 8              # reviews per forward pass in label scoring
-    merge: bool = False                   # also write merged/: base weights with the adapter folded in
+    data_dir: str | None = setting(None, "folder with train/test.parquet; else $IMDB_DATA_DIR; else the Hub")
+    n_train: int = setting(900, "balanced training reviews (from the official train set)")
+    n_eval: int = setting(100, "balanced eval reviews (official train set, none in training)")
+    n_test: int = setting(2500, "balanced test reviews (from the official test set)")
+    eval_batch_size: int = setting(8, "reviews per forward pass in label scoring")
+    merge: bool = setting(False, "also write merged/: unquantised base weights with the adapter folded in")
+
+SETTINGS = (ScriptArguments, ModelArguments, PromptArguments, SFTConfig)
+# The script's defaults where TRL's would not run it: mixed precision follows ModelArguments.dtype (configure sets
+# bf16 or fp16), and TRL's bf16=True would already fail at parsing on a machine without bf16; the best epoch is
+# chosen on eval accuracy, so there must be evaluations.
+SFT_DEFAULTS = {"bf16": False, "eval_strategy": "epoch", "save_strategy": "epoch"}
 
 
 class EvalAccuracy(TrainerCallback):
@@ -128,8 +134,7 @@ def to_dataset(fmt, df) -> datasets.Dataset:
 
 
 def main(argv=None) -> dict | None:
-    script, model_args, prompt_args, sft = parse_hf_args((ScriptArguments, ModelArguments, PromptArguments, SFTConfig),
-                                                         argv)
+    script, model_args, prompt_args, sft = parse_hf_args(SETTINGS, argv, defaults=SFT_DEFAULTS)
     start = time.perf_counter()
     # Everything that can be wrong with the settings fails here, before the model loads.
     splits, manifest = make_splits("balanced", sft.seed, script.data_dir, script.n_train, script.n_eval, script.n_test)

@@ -16,7 +16,7 @@ CONFIG = str(ROOT / "configs/distilbert_loop.yaml")
 def args(model, data, out, tmp_path, *extra):
     return ["--config", CONFIG, "--model_name_or_path", str(model), "--data_dir", str(data), "--output_dir", str(out),
             "--cache_dir", str(tmp_path / "cache"), "--report_to", "none", "--warmup_steps", "5",
-            "--learning_rate", "1e-3", "--log_every", "4", "--save_every", "8", *extra]
+            "--learning_rate", "1e-3", "--logging_steps", "4", "--save_steps", "8", *extra]
 
 
 def read_jsonl(path):
@@ -175,7 +175,7 @@ def test_non_finite_loss_stops_with_step_and_keeps_checkpoint(tiny_distilbert, i
     out = tmp_path / "run"
     with pytest.raises(loop.TrainingError, match=r"loss is nan at step \d+; stopped. Last good checkpoint: .*step-"):
         loop.main(args(tiny_distilbert, imdb_dir, out, tmp_path, "--learning_rate", "1e10", "--warmup_steps", "0",
-                       "--max_grad_norm", "1e10", "--save_every", "1"))
+                       "--max_grad_norm", "1e10", "--save_steps", "1"))
     assert list((out / "checkpoints").glob("step-*[0-9]"))
     assert not (out / "results.json").exists()
 
@@ -245,3 +245,11 @@ def test_other_encoder_checkpoints_work_the_same_way(family, imdb_dir, tmp_path)
     results = loop.main(args(folder, imdb_dir, tmp_path / "run", tmp_path, "--max_steps", "6",
                              "--max_train_samples", "96", "--max_test_samples", "32"))
     assert results["global_step"] == 6 and results["test"]["n"] == 32
+
+
+def test_a_too_long_max_length_is_clamped_to_the_model(tiny_distilbert, imdb_dir, tmp_path, capsys):
+    results = loop.main(args(tiny_distilbert, imdb_dir, tmp_path / "run", tmp_path, "--max_steps", "2",
+                             "--max_length", "100000", "--cache_dir", "none"))
+    assert results["global_step"] == 2
+    assert "using its limit, 512 tokens" in capsys.readouterr().out
+    assert "max_length: 512" in (tmp_path / "run" / "config.yaml").read_text()

@@ -99,3 +99,16 @@ def test_trainer_logs_to_wandb_offline(tiny_distilbert, imdb_dir, tmp_path, monk
     results = tt.main(argv)
     assert results["test"]["n"] > 0
     assert list(out.rglob("offline-run-*")), "no W&B offline run under the run folder"
+
+
+def test_cache_dir_none_means_no_cache_and_a_too_long_max_length_is_clamped(tiny_distilbert, imdb_dir, tmp_path,
+                                                                            monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    tt.main(args(tiny_distilbert, imdb_dir, out, tmp_path, "--cache_dir", "none", "--max_steps", "2",
+                 "--max_length", "100000", "--eval_strategy", "no", "--save_strategy", "no",
+                 "--load_best_model_at_end", "false"))
+    assert not (tmp_path / "none").exists()
+    config = (out / "config.yaml").read_text()
+    assert "cache_dir: null" in config and "max_length: 512" in config  # the tiny model's 512 positions
+    assert "max_length 100000 is more than the model takes: using its limit, 512 tokens" in capsys.readouterr().out

@@ -326,3 +326,11 @@ def test_gated_model_error_says_where_to_accept_and_how_to_log_in(monkeypatch, l
         "mistralai/Mistral-7B-Instruct-v0.2 is a gated model: accept its terms at "
         "https://huggingface.co/mistralai/Mistral-7B-Instruct-v0.2, then log in here with the same account "
         "(hf auth login, or set HF_TOKEN)")
+
+
+def test_sft_runs_on_cpu_without_a_config_file(tiny_mistral, imdb_dir, tmp_path):
+    results = train_sft.main(["--model_name_or_path", str(tiny_mistral), "--data_dir", str(imdb_dir),
+                              "--output_dir", str(tmp_path / "run"), "--report_to", "none", "--n_train", "8",
+                              "--n_eval", "4", "--n_test", "4", "--max_length", "96", "--lora_r", "4",
+                              "--num_train_epochs", "1", "--per_device_train_batch_size", "4"])
+    assert results["tuned"]["n"] == 4 and results["best_epoch"] == 1

@@ -203,7 +203,7 @@ def test_minilm_fine_tunes_on_real_reviews(script, real_imdb_dir, tmp_path):
     model_dir = real_part("minilm")
     main = importlib.import_module(f"distilbert.{script}").main
     config = "distilbert_loop.yaml" if script == "train_loop" else "distilbert_trainer.yaml"
-    logging = ["--log_every", "10"] if script == "train_loop" else ["--logging_steps", "10", "--use_cpu", "true"]
+    logging = ["--logging_steps", "10"] if script == "train_loop" else ["--logging_steps", "10", "--use_cpu", "true"]
     results = main(["--config", str(ROOT / "configs" / config), "--model_name_or_path", str(model_dir),
                     "--data_dir", str(real_imdb_dir), "--output_dir", str(tmp_path / "run"), "--report_to", "none",
                     "--cache_dir", str(tmp_path / "cache"), "--max_train_samples", "1000",
