@@ -7,7 +7,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from common.config import UserError
+from common.io import find_checkpoint
 from common.tracking import RunLogger
 
 # Trainer log keys -> the project's metric names (those of the hand-written loop)
@@ -54,19 +54,8 @@ class MetricsLogger(TrainerCallback):
 
 
 def find_trainer_checkpoint(value: str | None, output_dir: str) -> Path | None:
-    """The checkpoint folder that `resume_from_checkpoint` names: a path, or "latest" (the newest checkpoint-N)."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    if value in (None, ""):
-        return None
-    if value == "latest":
-        found = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
-        if not found:
-            raise UserError(f"no checkpoint to resume in {output_dir}")
-        return Path(found)
-    if not (Path(value) / "trainer_state.json").is_file():
-        raise UserError(f"{value}: not a Trainer checkpoint folder (no trainer_state.json)")
-    return Path(value)
+    """The Trainer checkpoint that `resume_from_checkpoint` names: a folder, or "latest" (the newest checkpoint-N)."""
+    return find_checkpoint(value, output_dir, "checkpoint", "trainer_state.json")
 
 
 def checkpoint_step(checkpoint: Path | None) -> int | None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -22,6 +24,46 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """Yield path.tmp to write a folder into; rename it to path when the block ends without error. An interrupted
+    write leaves only *.tmp (removed on error), never a half-written folder under the final name."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
+
+
+def numbered(folder: Path, prefix: str, marker: str) -> list[Path]:
+    """Finished checkpoints PREFIX-N in folder (holding `marker`), by N: an interrupted save (*.tmp) is not one."""
+    found = [p for p in folder.glob(f"{prefix}-*") if p.name[len(prefix) + 1:].isdigit() and (p / marker).is_file()]
+    return sorted(found, key=lambda p: int(p.name[len(prefix) + 1:]))
+
+
+def find_checkpoint(value: str | None, folder: str | Path, prefix: str, marker: str) -> Path | None:
+    """The checkpoint that `resume_from_checkpoint` names: a checkpoint folder, or "latest" (the newest finished
+    PREFIX-N in folder); None when it names none."""
+    from common.config import UserError
+
+    if value in (None, ""):
+        return None
+    if value == "latest":
+        found = numbered(Path(folder), prefix, marker) if Path(folder).is_dir() else []
+        if not found:
+            raise UserError(f"no checkpoint to resume in {folder}")
+        return found[-1]
+    if not (Path(value) / marker).is_file():
+        raise UserError(f"{value}: not a checkpoint folder (no {marker})")
+    return Path(value)
 
 
 def _jsonable(obj: Any) -> Any:

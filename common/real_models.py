@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from common.config import UserError, parse_config, run_main, setting
-from common.io import write_json
+from common.io import atomic_folder, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = ROOT / "models"
@@ -131,16 +131,8 @@ def prepare(name: str, out: Path = MODELS_DIR, force: bool = False) -> Path:
     source_hash = source_sha256(source)
     if not force and folder.is_dir() and manifest.get(name, {}).get("source_sha256") == source_hash:
         return folder
-    tmp = out / f".{part.folder}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_folder(folder) as tmp:
         part.convert(source, tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
     manifest[name] = {"folder": part.folder, "package": part.package,
                       "version": importlib.metadata.version(part.package), "source": part.source,
                       "source_sha256": source_hash,

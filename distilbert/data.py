@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import shutil
 from pathlib import Path
 
 import datasets
@@ -16,6 +15,7 @@ import pandas as pd
 import torch
 
 from common.data import DataError, split_hash
+from common.io import atomic_folder
 
 LIMIT_KEYS = {"train": "max_train_samples", "validation": "max_eval_samples", "test": "max_test_samples"}
 
@@ -66,10 +66,8 @@ def tokenize_splits(splits: dict[str, pd.DataFrame], tokenizer, max_length: int,
         key = hashlib.sha256(f"{fingerprint}\0{max_length}\0{split_hash(df)}".encode()).hexdigest()[:20]
         path = Path(cache_dir) / f"{name}-{len(df)}-{key}"
         if not path.is_dir():
-            tmp = path.with_name(path.name + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            tokenize(df, tokenizer, max_length).save_to_disk(str(tmp))
-            tmp.rename(path)  # a crash mid-write leaves only *.tmp, never a partial cache entry
+            with atomic_folder(path) as tmp:  # a crash mid-write leaves no partial cache entry
+                tokenize(df, tokenizer, max_length).save_to_disk(str(tmp))
         out[name] = datasets.load_from_disk(str(path))
     return out
 

@@ -32,7 +32,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from common.config import UserError, parse_config, run_main, setting, to_dict
 from common.data import make_splits, summary_line
-from common.io import write_json
+from common.io import atomic_folder, find_checkpoint, numbered, write_json
 from common.metrics import classification_metrics, scalar_metrics
 from common.precision import precision
 from common.tracking import RunLogger
@@ -119,53 +119,37 @@ def evaluate(model, dataset, collate, accelerator: Accelerator, batch_size: int,
 
 # ---------------------------------------------------------------- checkpoints
 
-def save_checkpoint(path: Path, accelerator, model, tokenizer, optimizer, scheduler, state: dict) -> None:
-    """Write to step-N.tmp, then rename: an interrupted save never looks like a finished checkpoint."""
-    tmp = path.with_name(path.name + ".tmp")
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        accelerator.unwrap_model(model).save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        if accelerator.scaler is not None:  # fp16: the loss scale it has settled on, and its growth tracker
-            torch.save(accelerator.scaler.state_dict(), tmp / "scaler.pt")
-        (tmp / "state.json").write_text(json.dumps(state, indent=2))
-    accelerator.wait_for_everyone()
+def rng_state() -> dict:
     rng = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
-    torch.save(rng, tmp / f"rng_{accelerator.process_index}.pt")
-    accelerator.wait_for_everyone()
+    return rng
+
+
+def save_checkpoint(path: Path, accelerator, model, tokenizer, optimizer, scheduler, state: dict) -> None:
+    """Everything a resumed run needs, each process's RNG state included, written by rank 0 as one folder."""
+    rngs = gather_object([rng_state()])  # in rank order
     if accelerator.is_main_process:
-        shutil.rmtree(path, ignore_errors=True)
-        tmp.rename(path)
+        with atomic_folder(path) as tmp:
+            accelerator.unwrap_model(model).save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+            torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+            if accelerator.scaler is not None:  # fp16: the loss scale it has settled on, and its growth tracker
+                torch.save(accelerator.scaler.state_dict(), tmp / "scaler.pt")
+            for rank, rng in enumerate(rngs):
+                torch.save(rng, tmp / f"rng_{rank}.pt")
+            (tmp / "state.json").write_text(json.dumps(state, indent=2))
     accelerator.wait_for_everyone()
 
 
 def step_checkpoints(folder: Path) -> list[Path]:
-    """Finished checkpoints, oldest first (an interrupted save is a step-N.tmp and does not count)."""
-    return sorted(folder.glob("step-*[0-9]"))
+    return numbered(folder, "step", "state.json")
 
 
 def prune_checkpoints(folder: Path, keep: int) -> None:
     for old in step_checkpoints(folder)[:-keep or None]:
         shutil.rmtree(old)
-
-
-def find_checkpoint(cfg: LoopConfig) -> Path | None:
-    if not cfg.resume_from_checkpoint:
-        return None
-    if cfg.resume_from_checkpoint == "latest":
-        found = step_checkpoints(Path(cfg.output_dir) / "checkpoints")
-        if not found:
-            raise UserError(f"no checkpoint to resume in {cfg.output_dir}/checkpoints")
-        return found[-1]
-    path = Path(cfg.resume_from_checkpoint)
-    if not (path / "state.json").is_file():
-        raise UserError(f"{path}: not a checkpoint folder (no state.json)")
-    return path
 
 
 def load_checkpoint(path: Path, accelerator, model, optimizer, scheduler) -> dict:
@@ -183,13 +167,10 @@ def load_checkpoint(path: Path, accelerator, model, optimizer, scheduler) -> dic
 
 def save_best(folder: Path, accelerator, model, tokenizer, info: dict) -> None:
     if accelerator.is_main_process:
-        tmp = folder.with_name(folder.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        accelerator.unwrap_model(model).save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        write_json(tmp / "best.json", info)
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.rename(folder)
+        with atomic_folder(folder) as tmp:
+            accelerator.unwrap_model(model).save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            write_json(tmp / "best.json", info)
     accelerator.wait_for_everyone()
 
 
@@ -309,7 +290,7 @@ def main(argv=None) -> dict | None:
     AcceleratorState._reset_state()
     accelerator = Accelerator(mixed_precision=precision(cfg.mixed_precision), cpu=on_cpu)
     set_seed(cfg.seed)
-    resume = find_checkpoint(cfg)
+    resume = find_checkpoint(cfg.resume_from_checkpoint, Path(cfg.output_dir) / "checkpoints", "step", "state.json")
     model, tokenizer = load_model_and_tokenizer(cfg.model_name_or_path, cfg.trust_remote_code)
     cfg.max_length = fit_max_length(cfg.max_length, model, tokenizer)
     splits, manifest = make_splits(cfg.protocol, cfg.seed, cfg.data_dir)
