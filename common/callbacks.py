@@ -8,6 +8,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from common.io import find_checkpoint
+from common.metrics import scalar_metrics
 from common.tracking import RunLogger
 
 # Trainer log keys -> the project's metric names (those of the hand-written loop)
@@ -43,8 +44,8 @@ class MetricsLogger(TrainerCallback):
             if self.window_time > 0:
                 row["train/samples_per_second"] = self.window_steps * self.samples_per_step / self.window_time
             self.window_time, self.window_steps = 0.0, 0
-        row.update({f"eval/{k[5:]}": v for k, v in logs.items() if k.startswith("eval_")
-                    and isinstance(v, (int, float)) and not k.endswith(("_runtime", "_per_second"))})
+        row.update({f"eval/{k[5:]}": v for k, v in scalar_metrics(logs).items() if k.startswith("eval_")
+                    and not k.endswith(("_runtime", "_per_second"))})
         if row:
             self.logger.log(row, state.global_step)
 

@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from common.config import UserError, run_main
+from common.data import LABEL_NAMES
 from common.report import evaluations
 from common.tracking import read_metrics
 
@@ -28,7 +29,7 @@ PANELS = [
     ("eval/loss", "validation loss", "rising while training loss falls: overfitting"),
     ("eval/accuracy", "validation accuracy", "what picks the best checkpoint"),
 ]
-LABELS = ("negative", "positive")
+LABELS = LABEL_NAMES
 
 
 def series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:

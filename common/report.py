@@ -27,7 +27,7 @@ COLUMNS = ["run", "script", "model", "protocol", "train / val / test", "test acc
 
 
 def is_smoke(folder: Path, results: dict, root: Path) -> bool:
-    if results.get("smoke") or (results.get("model_parameters") or SMOKE_PARAMETERS) < SMOKE_PARAMETERS:
+    if (results.get("model_parameters") or SMOKE_PARAMETERS) < SMOKE_PARAMETERS:
         return True
     return any((p / "SMOKE").exists() for p in [folder, *folder.parents] if p == root or root in p.parents)
 

@@ -114,7 +114,7 @@ def compare(cfg: BenchConfig, model: Path, tmp: Path) -> dict:
                                   str(tmp / "trainer"), "--save_strategy", "no", "--eval_strategy", "no",
                                   "--load_best_model_at_end", "false"]),
     }
-    report = {name: {"samples_per_second": r["train_samples_per_second"], "test_accuracy": r["test"]["accuracy"],
+    report = {name: {"samples_per_second": r["train_step_samples_per_second"], "test_accuracy": r["test"]["accuracy"],
                      "global_step": r["global_step"]} for name, r in runs.items()}
     report["loop_vs_trainer"] = report["loop"]["samples_per_second"] / report["trainer"]["samples_per_second"]
     print(f"\n{steps} steps of batch {cfg.per_device_train_batch_size} on the same {cfg.n_samples} real reviews, "
@@ -139,7 +139,7 @@ def main(argv=None) -> dict:
                 write_json(cfg.output, report)
             return report
         run_mode(cfg, model, tmp / "warmup", "random", max_steps=2)  # first-call costs out of the measurement
-        rates = {mode: run_mode(cfg, model, tmp, mode)["train_samples_per_second"] for mode in MODES}
+        rates = {mode: run_mode(cfg, model, tmp, mode)["train_step_samples_per_second"] for mode in MODES}
         from datasets import load_from_disk
 
         cache = next((tmp / "cache").glob("train-*"))

@@ -4,9 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from common.config import UserError
+from common.data import LABEL_NAMES
 from common.io import check_model_path, model_load_error
 
-ID2LABEL = {0: "negative", 1: "positive"}
+ID2LABEL = dict(enumerate(LABEL_NAMES))
 LABEL2ID = {v: k for k, v in ID2LABEL.items()}
 
 

@@ -38,6 +38,7 @@ from common.precision import precision
 from common.tracking import RunLogger
 from distilbert.data import Collator, LengthGroupedBatches, RandomBatches, limit_splits, sorted_batches, tokenize_splits
 from distilbert.model import fit_max_length, load_model_and_tokenizer
+from distilbert.results import finish_run
 
 
 @dataclass
@@ -307,29 +308,22 @@ def main(argv=None) -> dict | None:
             accelerator.print(summary_line(name, {**manifest["splits"][name], "size": len(df)}))
         resume_step = json.loads((resume / "state.json").read_text())["global_step"] if resume else None
         logger = RunLogger(cfg.output_dir, to_dict(cfg), cfg.report_to, cfg.run_name, resume_step)
+    train_start = time.perf_counter()
     state = train(cfg, accelerator, model, tokenizer, data, collate, logger, resume)
+    train_runtime = time.perf_counter() - train_start
 
     best = Path(cfg.output_dir) / "best_model"
     accelerator.unwrap_model(model).load_state_dict(load_file(best / "model.safetensors"))
     test = evaluate(model, data["test"], collate, accelerator, cfg.per_device_eval_batch_size, "test")
     if not accelerator.is_main_process:
         return None
-    logger.log({f"test/{k}": v for k, v in scalar_metrics(test).items()}, state["global_step"])
-    results = {
-        "script": "distilbert.train_loop", "model": cfg.model_name_or_path,
-        "model_parameters": sum(p.numel() for p in model.parameters()),
-        "test": test, "validation": json.loads((best / "best.json").read_text())["validation"],
-        "best_step": state["best_step"], "global_step": state["global_step"],
-        "skipped_steps": state["skipped_steps"],  # fp16 steps the GradScaler skipped (overflow); 0 otherwise
-        "manifest": manifest, "split_sizes_used": {k: len(v) for k, v in data.items()},
-        "num_processes": accelerator.num_processes, "mixed_precision": accelerator.mixed_precision,
-        "train_samples_per_second": state["train_samples"] / max(state["train_time_s"], 1e-9),
-        "wall_time_s": round(time.perf_counter() - start, 1),
-    }
-    logger.finish(results)
-    print(f"test accuracy {test['accuracy']:.4f}  F1 {test['f1']:.4f}  (best step {state['best_step']}, "
-          f"{results['train_samples_per_second']:.1f} samples/s)  -> {cfg.output_dir}/results.json")
-    return results
+    throughput = {"train_samples_per_second": state["train_samples"] / train_runtime,
+                  "train_step_samples_per_second": state["train_samples"] / max(state["train_time_s"], 1e-9)}
+    return finish_run(logger, "distilbert.train_loop", cfg.model_name_or_path, model, test,
+                      json.loads((best / "best.json").read_text())["validation"], state["best_step"],
+                      state["global_step"], manifest, data, accelerator.num_processes, accelerator.mixed_precision,
+                      throughput, start, cfg.output_dir,
+                      skipped_steps=state["skipped_steps"])  # fp16 steps the GradScaler skipped; 0 otherwise
 
 
 if __name__ == "__main__":

@@ -24,11 +24,12 @@ from common.callbacks import MetricsLogger, checkpoint_step, find_trainer_checkp
 from common.config import parse_hf_args, run_main, setting
 from common.data import make_splits, summary_line
 from common.distributed import one_gpu_per_process
-from common.metrics import classification_metrics, compute_metrics, scalar_metrics
+from common.metrics import classification_metrics, compute_metrics
 from common.precision import precision
 from common.tracking import RunLogger, configure_trainer_wandb
 from distilbert.data import Collator, limit_splits, tokenize_splits
 from distilbert.model import fit_max_length, load_model_and_tokenizer
+from distilbert.results import finish_run
 
 
 @dataclass
@@ -79,7 +80,7 @@ def main(argv=None) -> dict | None:
     trainer = Trainer(model=model, args=args, train_dataset=data["train"], eval_dataset=data["validation"],
                       data_collator=Collator(tokenizer.pad_token_id), processing_class=tokenizer,
                       compute_metrics=compute_metrics, callbacks=[metrics_logger] if metrics_logger else [])
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    train_output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
 
     best = Path(args.output_dir) / "best_model"
     trainer.save_model(str(best))  # with load_best_model_at_end, the model now in memory is the best one
@@ -87,21 +88,11 @@ def main(argv=None) -> dict | None:
     test = evaluate(trainer, data["test"], "test")
     if logger is None:
         return None
-    logger.log({f"test/{k}": v for k, v in scalar_metrics(test).items()}, trainer.state.global_step)
-    results = {
-        "script": "distilbert.train_trainer", "model": script.model_name_or_path,
-        "model_parameters": sum(p.numel() for p in trainer.model.parameters()),
-        "test": test, "validation": validation,
-        "best_step": best_step(trainer), "global_step": trainer.state.global_step,
-        "manifest": manifest, "split_sizes_used": {k: len(v) for k, v in data.items()},
-        "num_processes": args.world_size, "mixed_precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "no",
-        "train_samples_per_second": metrics_logger.samples_per_second,
-        "wall_time_s": round(time.perf_counter() - start, 1),
-    }
-    logger.finish(results)
-    print(f"test accuracy {test['accuracy']:.4f}  F1 {test['f1']:.4f}  (best step {results['best_step']}, "
-          f"{results['train_samples_per_second']:.1f} samples/s)  -> {args.output_dir}/results.json")
-    return results
+    throughput = {"train_samples_per_second": train_output.metrics["train_samples_per_second"],
+                  "train_step_samples_per_second": metrics_logger.samples_per_second}
+    return finish_run(logger, "distilbert.train_trainer", script.model_name_or_path, trainer.model, test, validation,
+                      best_step(trainer), trainer.state.global_step, manifest, data, args.world_size,
+                      "bf16" if args.bf16 else "fp16" if args.fp16 else "no", throughput, start, args.output_dir)
 
 
 def evaluate(trainer: Trainer, dataset, name: str) -> dict:

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from common.config import UserError, parse_hf_args, run_main, setting
 from common.data import make_splits, summary_line
 from common.distributed import gather_lists, shard
-from common.metrics import classification_metrics
+from common.metrics import classification_metrics, scalar_metrics
 from common.tracking import RunLogger
 from mistral.model import ModelArguments, check_adapter_folder, load_adapter, load_base, load_tokenizer
 from mistral.prompts import PromptArguments, PromptFormat, make_format
@@ -159,7 +159,7 @@ def main(argv=None) -> dict:
     df = splits[args.split]
     metrics = evaluate(model, fmt, df["text"].tolist(), df["label"].tolist(), args.mode, args.batch_size,
                        prompt_args.answer_words, args.max_new_tokens)
-    logger.log({f"{args.split}/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}, 0)
+    logger.log({f"{args.split}/{k}": v for k, v in scalar_metrics(metrics).items()}, 0)
     results = {"script": "mistral.evaluate", "model": model_args.model_name_or_path, "adapter": args.adapter,
                "model_parameters": sum(p.numel() for p in model.parameters()),
                "split": args.split, args.split: metrics, "manifest": manifest}

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from common.config import UserError, setting
+from common.data import LABEL_NAMES
 
 
 @dataclass
@@ -20,7 +21,7 @@ class PromptArguments:
                                "the task, put into the prompt")
     prompt_template: str = setting("{instruction}\n\nReview: {review}\n\nSentiment:",
                                    "the user turn; must hold {review} (and may hold {instruction})")
-    answer_words: list[str] = setting(["negative", "positive"], "the answers for labels 0 and 1")
+    answer_words: list[str] = setting(list(LABEL_NAMES), "the answers for labels 0 and 1")
     use_chat_template: bool = setting(True, "wrap the prompt in the tokenizer's chat template when it has one")
     answer_variants: bool = setting(True, "label scoring sums each label's case and leading-space variants")
 

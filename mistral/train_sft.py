@@ -31,6 +31,7 @@ from common.config import UserError, parse_hf_args, run_main, setting
 from common.data import make_splits, summary_line
 from common.distributed import barrier, is_main_process, one_gpu_per_process
 from common.io import write_json
+from common.metrics import scalar_metrics
 from common.tracking import RunLogger, configure_trainer_wandb
 from mistral.evaluate import evaluate
 from common.precision import compute_dtype
@@ -158,7 +159,7 @@ def main(argv=None) -> dict | None:
 
     zero_shot = zero_shot_once(model, fmt, test, manifest, script.eval_batch_size, out / "zero_shot.json")
     if logger:
-        logger.log({f"zero_shot/{k}": v for k, v in zero_shot.items() if isinstance(v, (int, float))}, 0)
+        logger.log({f"zero_shot/{k}": v for k, v in scalar_metrics(zero_shot).items()}, 0)
         print(f"zero-shot test accuracy {zero_shot['accuracy']:.4f}")
 
     model = add_lora(model, model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout,
@@ -172,7 +173,7 @@ def main(argv=None) -> dict | None:
                          eval_dataset=to_dataset(fmt, val), processing_class=tokenizer,
                          callbacks=[LearningGuard(), accuracy] + ([metrics_logger] if metrics_logger else []))
     accuracy.trainer = trainer
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    train_output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
 
     if accuracy.best["step"] is None:
         raise UserError("no evaluation ran during training: set eval_strategy to epoch (or steps)")
@@ -183,7 +184,7 @@ def main(argv=None) -> dict | None:
     tuned = evaluate(model, fmt, reviews, labels, batch_size=script.eval_batch_size, desc="tuned")
     if logger is None:
         return None
-    logger.log({f"test/{k}": v for k, v in tuned.items() if isinstance(v, (int, float))}, trainer.state.global_step)
+    logger.log({f"test/{k}": v for k, v in scalar_metrics(tuned).items()}, trainer.state.global_step)
     results = {
         "script": "mistral.train_sft", "model": model_args.model_name_or_path,
         "model_parameters": sum(p.numel() for p in model.parameters()),  # 4-bit weights count packed: a lower bound
@@ -191,7 +192,8 @@ def main(argv=None) -> dict | None:
         "zero_shot": zero_shot, "tuned": tuned,
         "best_epoch": accuracy.best["epoch"], "best_step": accuracy.best["step"],
         "validation": accuracy.best["validation"], "global_step": trainer.state.global_step,
-        "manifest": manifest, "train_samples_per_second": metrics_logger.samples_per_second,
+        "manifest": manifest, "train_samples_per_second": train_output.metrics["train_samples_per_second"],
+        "train_step_samples_per_second": metrics_logger.samples_per_second,
         "wall_time_s": round(time.perf_counter() - start, 1),
     }
     logger.finish(results)
