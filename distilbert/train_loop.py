@@ -96,7 +96,7 @@ def train_batches(cfg: LoopConfig, lengths):
 
 # ---------------------------------------------------------------- evaluation
 
-def evaluate(model, dataset, collate, accelerator: Accelerator, batch_size: int, desc: str) -> dict:
+def evaluate_split(model, dataset, collate, accelerator: Accelerator, batch_size: int, desc: str) -> dict:
     """Metrics on a whole split. Each process scores its share of batches; results are gathered by example
     index, so every example counts exactly once whatever the number of processes."""
     model.eval()
@@ -177,6 +177,64 @@ def save_best(folder: Path, accelerator, model, tokenizer, info: dict) -> None:
 
 # ---------------------------------------------------------------- training
 
+class Window:
+    """What the log line of a logging window reports: mean loss, samples/s over its training steps."""
+
+    def __init__(self):
+        self.loss, self.micro, self.samples, self.time = 0.0, 0, 0, 0.0
+
+    def add_batch(self, loss: float) -> None:
+        self.loss, self.micro = self.loss + loss, self.micro + 1
+
+    def add_step(self, seconds: float, samples: int, state: dict) -> None:
+        """One optimizer step's time and samples, in this window and in the run's totals."""
+        self.time, self.samples = self.time + seconds, self.samples + samples
+        state["train_time_s"] += seconds
+        state["train_samples"] += samples
+
+    def row(self, scheduler, grad_norm, state: dict, batches_per_epoch: int) -> dict:
+        return {"train/loss": self.loss / self.micro, "train/learning_rate": scheduler.get_last_lr()[0],
+                "train/grad_norm": float(grad_norm),
+                "train/epoch": state["epoch"] + state["batches_done"] / batches_per_epoch,
+                "train/global_step": state["global_step"], "train/samples_per_second": self.samples / self.time}
+
+
+def forward_backward(accelerator, model, batch, update: bool, accumulation: int):
+    """Loss and gradients of one batch; the loss averaged over processes. Gradients are synchronised across
+    processes only on the batch that ends an accumulation."""
+    with (contextlib.nullcontext() if update else accelerator.no_sync(model)), accelerator.autocast():
+        loss = model(**batch).loss
+    accelerator.backward(loss / accumulation)
+    return accelerator.reduce(loss.detach(), "mean")
+
+
+def optimizer_step(accelerator, model, optimizer, scheduler, max_grad_norm: float, state: dict):
+    """Clip, step, zero the gradients; returns the gradient norm before clipping. fp16's GradScaler may skip the
+    update (overflow): then the schedule waits too, as in HF's Trainer, and the skip is counted."""
+    grad_norm = accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    if accelerator.optimizer_step_was_skipped:
+        state["skipped_steps"] += 1
+    else:
+        scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    state["global_step"] += 1
+    return grad_norm
+
+
+def validate(cfg, accelerator, model, tokenizer, validation, collate, logger, state: dict) -> None:
+    """Score the validation split; keep the model in best_model/ when its accuracy is the best so far."""
+    metrics = evaluate_split(model, validation, collate, accelerator, cfg.per_device_eval_batch_size, "eval")
+    if logger:
+        logger.log({f"eval/{k}": v for k, v in scalar_metrics(metrics).items()}, state["global_step"])
+    accelerator.print(f"step {state['global_step']}: eval loss {metrics['loss']:.4f} "
+                      f"accuracy {metrics['accuracy']:.4f}")
+    if metrics["accuracy"] > state["best_accuracy"]:
+        state.update(best_accuracy=metrics["accuracy"], best_step=state["global_step"])
+        save_best(Path(cfg.output_dir) / "best_model", accelerator, model, tokenizer,
+                  {"step": state["global_step"], "validation": metrics})
+
+
 def train(cfg, accelerator, model, tokenizer, data, collate, logger, resume: Path | None) -> dict:
     out = Path(cfg.output_dir)
     batches = train_batches(cfg, data["train"]["length"])
@@ -184,35 +242,21 @@ def train(cfg, accelerator, model, tokenizer, data, collate, logger, resume: Pat
     # which dropout also uses, and a resumed run would then see different dropout masks.
     loader = accelerator.prepare(DataLoader(data["train"], batch_sampler=batches, collate_fn=collate,
                                             generator=torch.Generator().manual_seed(cfg.seed)))
-    updates_per_epoch = math.ceil(len(loader) / cfg.gradient_accumulation_steps)
-    total_steps = cfg.max_steps or updates_per_epoch * cfg.num_train_epochs
+    total_steps = cfg.max_steps or math.ceil(len(loader) / cfg.gradient_accumulation_steps) * cfg.num_train_epochs
     # fused AdamW on a GPU, as HF's Trainer uses there: one kernel for the whole update
     optimizer = torch.optim.AdamW(optimizer_groups(model, cfg.weight_decay), lr=cfg.learning_rate,
                                   fused=accelerator.device.type == "cuda")
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
-
     state = {"global_step": 0, "epoch": 0, "batches_done": 0, "best_accuracy": -1.0, "best_step": None,
              "train_time_s": 0.0, "train_samples": 0, "skipped_steps": 0}
     if resume:
         state = load_checkpoint(resume, accelerator, model, optimizer, scheduler)
         accelerator.print(f"resumed from {resume} at step {state['global_step']}")
 
-    def run_eval() -> None:
-        metrics = evaluate(model, data["validation"], collate, accelerator, cfg.per_device_eval_batch_size, "eval")
-        if logger:
-            logger.log({f"eval/{k}": v for k, v in scalar_metrics(metrics).items()}, state["global_step"])
-        accelerator.print(f"step {state['global_step']}: eval loss {metrics['loss']:.4f} "
-                          f"accuracy {metrics['accuracy']:.4f}")
-        if metrics["accuracy"] > state["best_accuracy"]:
-            state.update(best_accuracy=metrics["accuracy"], best_step=state["global_step"])
-            save_best(out / "best_model", accelerator, model, tokenizer,
-                      {"step": state["global_step"], "validation": metrics})
-
     model.train()
     bar = tqdm(total=total_steps, initial=state["global_step"], desc="train", disable=not accelerator.is_main_process)
-    window = {"loss": 0.0, "micro": 0, "samples": 0, "time": 0.0}
-    pending = 0  # samples seen since the last optimizer step
+    window, pending = Window(), 0  # pending: samples since the last optimizer step
     while state["global_step"] < total_steps:
         batches.set_epoch(state["epoch"])
         loader.set_epoch(state["epoch"])  # Accelerate's loader keeps its own epoch count and passes it down
@@ -223,50 +267,29 @@ def train(cfg, accelerator, model, tokenizer, data, collate, logger, resume: Pat
                 continue  # resuming mid-epoch: the sampler replays the epoch's order, skip what was done
             last_of_epoch = i == len(loader) - 1
             update = (i + 1) % cfg.gradient_accumulation_steps == 0 or last_of_epoch
-            sync = contextlib.nullcontext() if update else accelerator.no_sync(model)
-            with sync, accelerator.autocast():
-                loss = model(**batch).loss
-            accelerator.backward(loss / cfg.gradient_accumulation_steps)
-            step_loss = accelerator.reduce(loss.detach(), "mean")
+            step_loss = forward_backward(accelerator, model, batch, update, cfg.gradient_accumulation_steps)
             if not torch.isfinite(step_loss):
                 latest = step_checkpoints(out / "checkpoints")
                 raise TrainingError(f"loss is {step_loss.item()} at step {state['global_step'] + 1}; stopped. "
                                     f"Last good checkpoint: {latest[-1] if latest else 'none'}")
-            window["loss"] += step_loss.item()
-            window["micro"] += 1
+            window.add_batch(step_loss.item())
             pending += len(batch["labels"]) * accelerator.num_processes
             state["batches_done"] = i + 1
             if not update:
                 continue
-            grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            if accelerator.optimizer_step_was_skipped:  # fp16 overflow: no update, so the schedule waits too
-                state["skipped_steps"] += 1
-            else:
-                scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            state["global_step"] += 1
-            step, elapsed = state["global_step"], time.perf_counter() - t0
-            window["time"] += elapsed
-            window["samples"] += pending
-            state["train_time_s"] += elapsed
-            state["train_samples"] += pending
-            pending = 0
+            grad_norm = optimizer_step(accelerator, model, optimizer, scheduler, cfg.max_grad_norm, state)
+            window.add_step(time.perf_counter() - t0, pending, state)
+            step, pending = state["global_step"], 0
             bar.update(1)
             bar.set_postfix(loss=f"{step_loss.item():.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
             if step % cfg.logging_steps == 0 or step == total_steps:
                 if logger:
-                    logger.log({"train/loss": window["loss"] / window["micro"],
-                                "train/learning_rate": scheduler.get_last_lr()[0],
-                                "train/grad_norm": float(grad_norm),
-                                "train/epoch": state["epoch"] + state["batches_done"] / len(loader),
-                                "train/global_step": step,
-                                "train/samples_per_second": window["samples"] / window["time"]}, step)
-                window = {"loss": 0.0, "micro": 0, "samples": 0, "time": 0.0}
+                    logger.log(window.row(scheduler, grad_norm, state, len(loader)), step)
+                window = Window()
             if last_of_epoch:
                 state.update(epoch=state["epoch"] + 1, batches_done=0)
             if (cfg.eval_steps and step % cfg.eval_steps == 0) or last_of_epoch or step == total_steps:
-                run_eval()
+                validate(cfg, accelerator, model, tokenizer, data["validation"], collate, logger, state)
             if step % cfg.save_steps == 0 or step == total_steps:
                 save_checkpoint(out / "checkpoints" / f"step-{step:07d}", accelerator, model, tokenizer,
                                 optimizer, scheduler, state)
@@ -314,7 +337,7 @@ def main(argv=None) -> dict | None:
 
     best = Path(cfg.output_dir) / "best_model"
     accelerator.unwrap_model(model).load_state_dict(load_file(best / "model.safetensors"))
-    test = evaluate(model, data["test"], collate, accelerator, cfg.per_device_eval_batch_size, "test")
+    test = evaluate_split(model, data["test"], collate, accelerator, cfg.per_device_eval_batch_size, "test")
     if not accelerator.is_main_process:
         return None
     throughput = {"train_samples_per_second": state["train_samples"] / train_runtime,

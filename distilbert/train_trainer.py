@@ -84,8 +84,8 @@ def main(argv=None) -> dict | None:
 
     best = Path(args.output_dir) / "best_model"
     trainer.save_model(str(best))  # with load_best_model_at_end, the model now in memory is the best one
-    validation = evaluate(trainer, data["validation"], "validation")
-    test = evaluate(trainer, data["test"], "test")
+    validation = split_metrics(trainer, data["validation"], "validation")
+    test = split_metrics(trainer, data["test"], "test")
     if logger is None:
         return None
     throughput = {"train_samples_per_second": train_output.metrics["train_samples_per_second"],
@@ -95,7 +95,7 @@ def main(argv=None) -> dict | None:
                       "bf16" if args.bf16 else "fp16" if args.fp16 else "no", throughput, start, args.output_dir)
 
 
-def evaluate(trainer: Trainer, dataset, name: str) -> dict:
+def split_metrics(trainer: Trainer, dataset, name: str) -> dict:
     """The full metrics (confusion matrix included) of the current model on one split."""
     out = trainer.predict(dataset, metric_key_prefix=name)
     predictions = np.argmax(out.predictions, -1)

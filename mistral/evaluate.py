@@ -109,7 +109,7 @@ def generate_labels(model, fmt: PromptFormat, reviews: list[str], answer_words: 
     return preds, texts
 
 
-def evaluate(model, fmt: PromptFormat, reviews: list[str], labels: list[int], mode: str = "score",
+def evaluate_reviews(model, fmt: PromptFormat, reviews: list[str], labels: list[int], mode: str = "score",
              batch_size: int = 8, answer_words: list[str] | None = None, max_new_tokens: int = 5,
              desc: str = "score") -> dict:
     """Metrics of one evaluation: accuracy, per-class accuracy, macro F1, confusion matrix, n (+ unparsed).
@@ -157,7 +157,7 @@ def main(argv=None) -> dict:
         model = load_adapter(model, args.adapter)
     logger = RunLogger(args.output_dir, {**vars(args), **vars(model_args), **vars(prompt_args)}, args.report_to)
     df = splits[args.split]
-    metrics = evaluate(model, fmt, df["text"].tolist(), df["label"].tolist(), args.mode, args.batch_size,
+    metrics = evaluate_reviews(model, fmt, df["text"].tolist(), df["label"].tolist(), args.mode, args.batch_size,
                        prompt_args.answer_words, args.max_new_tokens)
     logger.log({f"{args.split}/{k}": v for k, v in scalar_metrics(metrics).items()}, 0)
     results = {"script": "mistral.evaluate", "model": model_args.model_name_or_path, "adapter": args.adapter,

@@ -33,7 +33,7 @@ from common.distributed import barrier, is_main_process, one_gpu_per_process
 from common.io import write_json
 from common.metrics import scalar_metrics
 from common.tracking import RunLogger, configure_trainer_wandb
-from mistral.evaluate import evaluate
+from mistral.evaluate import evaluate_reviews
 from common.precision import compute_dtype
 from mistral.model import ModelArguments, add_lora, load_base, load_tokenizer
 from mistral.prompts import PromptArguments, make_format
@@ -66,7 +66,7 @@ class EvalAccuracy(TrainerCallback):
             self.best = json.loads((folder / "best.json").read_text())
 
     def on_evaluate(self, args, state, control, model=None, **kwargs):
-        metrics = evaluate(model, self.fmt, self.reviews, self.labels, batch_size=self.batch_size, desc="eval")
+        metrics = evaluate_reviews(model, self.fmt, self.reviews, self.labels, batch_size=self.batch_size, desc="eval")
         self.trainer.log({"eval_accuracy": metrics["accuracy"], "eval_f1": metrics["f1"]})
         # every process scores the same metrics (gathered), so all agree on the best; rank 0 alone writes it
         if metrics["accuracy"] > self.best["accuracy"]:
@@ -123,7 +123,7 @@ def zero_shot_once(model, fmt, test, manifest: dict, batch_size: int, path: Path
         if saved.get("test_sha256") == test_hash:
             print(f"zero-shot: reusing {path}")
             return saved["metrics"]
-    metrics = evaluate(model, fmt, test["text"].tolist(), test["label"].tolist(), batch_size=batch_size,
+    metrics = evaluate_reviews(model, fmt, test["text"].tolist(), test["label"].tolist(), batch_size=batch_size,
                        desc="zero-shot")
     if is_main_process():
         write_json(path, {"test_sha256": test_hash, "metrics": metrics})
@@ -181,7 +181,7 @@ def main(argv=None) -> dict | None:
     from safetensors.torch import load_file
 
     set_peft_model_state_dict(model, load_file(out / "best_adapter" / "adapter_model.safetensors"))
-    tuned = evaluate(model, fmt, reviews, labels, batch_size=script.eval_batch_size, desc="tuned")
+    tuned = evaluate_reviews(model, fmt, reviews, labels, batch_size=script.eval_batch_size, desc="tuned")
     if logger is None:
         return None
     logger.log({f"test/{k}": v for k, v in scalar_metrics(tuned).items()}, trainer.state.global_step)

@@ -1,4 +1,5 @@
-"""The benchmarks run end to end (their speed figures are printed by `make bench-distilbert`, never asserted)."""
+"""The benchmarks end to end: what they measure is checked (tokens per review under each batching), the speeds they
+print are not (they depend on the machine)."""
 import pytest
 
 from distilbert.bench import main as bench
@@ -8,8 +9,11 @@ from distilbert.bench import main as bench
 def test_batching_benchmark_runs(imdb_dir, capsys):
     report = bench(["--data_dir", str(imdb_dir), "--n_samples", "64", "--size", "small"])
     assert set(report["samples_per_second"]) == {"length_grouped", "pad_to_max_length", "random"}
-    assert all(rate > 0 for rate in report["samples_per_second"].values())
-    assert report["mean_tokens"] > 5
+    # what the speed comes from, exactly: tokens fed per review, padding included, in each batching
+    padded = report["padded_tokens_per_review"]
+    assert padded["pad_to_max_length"] == 512
+    assert report["mean_tokens"] <= padded["length_grouped"] < padded["random"] < 512
+    assert padded["length_grouped"] < 1.15 * report["mean_tokens"]  # groups of similar lengths pad little
     assert "length_grouped / pad_to_max_length" in capsys.readouterr().out
 
 
@@ -17,4 +21,5 @@ def test_batching_benchmark_runs(imdb_dir, capsys):
 def test_loop_against_trainer_comparison_runs(imdb_dir):
     report = bench(["--data_dir", str(imdb_dir), "--n_samples", "64", "--n_test", "32", "--compare", "true"])
     assert report["loop"]["global_step"] == report["trainer"]["global_step"] == 4
-    assert report["loop_vs_trainer"] > 0
+    assert report["loop_vs_trainer"] == pytest.approx(report["loop"]["samples_per_second"]
+                                                      / report["trainer"]["samples_per_second"])

@@ -113,3 +113,19 @@ def test_cache_dir_none_means_no_cache_and_a_too_long_max_length_is_clamped(tiny
     config = (out / "config.yaml").read_text()
     assert "cache_dir: null" in config and "max_length: 512" in config  # the tiny model's 512 positions
     assert "max_length 100000 is more than the model takes: using its limit, 512 tokens" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_loop_and_trainer_give_the_same_metrics_within_noise(trainer_run, tiny_distilbert, tmp_path_factory):
+    """Same seed, data, recipe and steps. Not bitwise the same (each has its own batch order and dropout stream),
+    so: the same test examples, and test accuracy within 3 points (a class flip of 3% of 400 reviews)."""
+    import distilbert.train_loop as loop
+    from tests.test_distilbert_loop import args as loop_args
+
+    out, trainer = trainer_run
+    _, looped = run_on_synthetic(tmp_path_factory, "loop_vs_trainer", loop.main, loop_args, tiny_distilbert,
+                                 "--num_train_epochs", "3")
+    assert looped["manifest"]["splits"] == trainer["manifest"]["splits"]
+    assert looped["global_step"] == trainer["global_step"]
+    assert abs(looped["test"]["accuracy"] - trainer["test"]["accuracy"]) <= 0.03
+    assert min(looped["test"]["accuracy"], trainer["test"]["accuracy"]) > 0.9

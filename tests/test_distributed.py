@@ -67,7 +67,7 @@ def test_sft_two_processes_share_the_work_and_rank_0_writes(tmp_path, imdb_dir):
 
     splits, _ = make_splits("balanced", 42, str(imdb_dir), 24, 10, 20)
     base, tokenizer = load_base(str(model), load_in_4bit=False)
-    single = ev.evaluate(base, make_format(tokenizer, PromptArguments(), 96), splits["test"]["text"].tolist(),
+    single = ev.evaluate_reviews(base, make_format(tokenizer, PromptArguments(), 96), splits["test"]["text"].tolist(),
                          splits["test"]["label"].tolist())
     assert results["zero_shot"]["confusion_matrix"] == single["confusion_matrix"]
 

@@ -60,7 +60,7 @@ def bpe_tokenizer(texts: list[str], vocab_size: int = 400, chat_template: str | 
 
 
 def save_tiny_mistral(folder: Path, sliding_window: int = 16, seed: int = 0, chat_template: str | None = None,
-                      hidden_size: int = 64, tokenizer=None) -> Path:
+                      hidden_size: int = 64, tokenizer=None, initializer_range: float = 0.02) -> Path:
     """A random 2-layer MistralForCausalLM (GQA: 4 heads, 2 KV heads; a small sliding window) and its tokenizer:
     a small BPE trained on the fly, or the one given (Mistral's real 32k tokenizer, say)."""
     import torch
@@ -71,7 +71,7 @@ def save_tiny_mistral(folder: Path, sliding_window: int = 16, seed: int = 0, cha
                            num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                            max_position_embeddings=1024, sliding_window=sliding_window,
                            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                           tie_word_embeddings=False)
+                           tie_word_embeddings=False, initializer_range=initializer_range)
     torch.manual_seed(seed)
     MistralForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
