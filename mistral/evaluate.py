@@ -21,10 +21,11 @@ import torch
 from tqdm.auto import tqdm
 
 from common.config import UserError, parse_hf_args, run_main, setting
-from common.data import make_splits, summary_line
+from common.data import summary_line
 from common.distributed import gather_lists, shard
 from common.metrics import classification_metrics, scalar_metrics
 from common.tracking import RunLogger
+from mistral.data import DataArguments, balanced_splits
 from mistral.model import ModelArguments, check_adapter_folder, load_adapter, load_base, load_tokenizer
 from mistral.prompts import PromptArguments, PromptFormat, make_format
 
@@ -34,11 +35,7 @@ MODES = ("score", "generate")
 @dataclass
 class EvalArguments:
     adapter: str | None = setting(None, "a LoRA adapter folder saved by mistral.train_sft (best_adapter/)")
-    data_dir: str | None = setting(None, "folder with train/test.parquet; else $IMDB_DATA_DIR; else the Hub")
     split: str = setting("test", "train, validation or test of the balanced protocol")
-    n_train: int = setting(900, "balanced training reviews (as in the training run, so the splits match)")
-    n_eval: int = setting(100, "balanced eval reviews (as in the training run)")
-    n_test: int = setting(2500, "balanced test reviews (as in the training run)")
     seed: int = setting(42, "seed of the balanced splits (the training run's seed)")
     mode: str = setting("score", "score (label scoring, batched) or generate (greedy generation, parsed)")
     batch_size: int = setting(8, "reviews per forward pass in label scoring")
@@ -47,6 +44,9 @@ class EvalArguments:
     output_dir: str = setting("runs/mistral_eval", "the run folder: config, metrics, results")
     report_to: str = setting("wandb", "wandb (offline without an API key) or none")
     trust_remote_code: bool = setting(False, "allow the model folder's own Python code")
+
+SETTINGS = (EvalArguments, DataArguments, ModelArguments, PromptArguments)
+
 
 def left_pad(batch: list[list[int]], pad_id: int, device) -> dict[str, torch.Tensor]:
     """Prompts padded on the left, so the answer position is the last one; positions count real tokens only."""
@@ -139,10 +139,10 @@ def evaluate_reviews(model, fmt: PromptFormat, reviews: list[str], labels: list[
 
 
 def main(argv=None) -> dict:
-    args, model_args, prompt_args = parse_hf_args((EvalArguments, ModelArguments, PromptArguments), argv)
+    args, data_args, model_args, prompt_args = parse_hf_args(SETTINGS, argv)
     if args.mode not in MODES:
         raise UserError(f"mode: expected one of {', '.join(MODES)}, got {args.mode!r}")
-    splits, manifest = make_splits("balanced", args.seed, args.data_dir, args.n_train, args.n_eval, args.n_test)
+    splits, manifest = balanced_splits(data_args, args.seed)
     if args.split not in splits:
         raise UserError(f"split: expected one of {', '.join(splits)}, got {args.split!r}")
     print(summary_line(args.split, manifest["splits"][args.split]))
@@ -155,7 +155,8 @@ def main(argv=None) -> dict:
                                  args.trust_remote_code, tokenizer)
     if args.adapter:
         model = load_adapter(model, args.adapter)
-    logger = RunLogger(args.output_dir, {**vars(args), **vars(model_args), **vars(prompt_args)}, args.report_to)
+    config = {**vars(args), **vars(data_args), **vars(model_args), **vars(prompt_args)}
+    logger = RunLogger(args.output_dir, config, args.report_to)
     df = splits[args.split]
     metrics = evaluate_reviews(model, fmt, df["text"].tolist(), df["label"].tolist(), args.mode, args.batch_size,
                        prompt_args.answer_words, args.max_new_tokens)

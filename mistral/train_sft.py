@@ -28,27 +28,24 @@ from trl import SFTConfig, SFTTrainer
 
 from common.callbacks import MetricsLogger, checkpoint_step, find_trainer_checkpoint
 from common.config import UserError, parse_hf_args, run_main, setting
-from common.data import make_splits, summary_line
+from common.data import summary_line
 from common.distributed import barrier, is_main_process, one_gpu_per_process
 from common.io import write_json
 from common.metrics import scalar_metrics
 from common.tracking import RunLogger, configure_trainer_wandb
 from mistral.evaluate import evaluate_reviews
 from common.precision import compute_dtype
+from mistral.data import DataArguments, balanced_splits
 from mistral.model import ModelArguments, add_lora, load_base, load_tokenizer
 from mistral.prompts import PromptArguments, make_format
 
 
 @dataclass
 class ScriptArguments:
-    data_dir: str | None = setting(None, "folder with train/test.parquet; else $IMDB_DATA_DIR; else the Hub")
-    n_train: int = setting(900, "balanced training reviews (from the official train set)")
-    n_eval: int = setting(100, "balanced eval reviews (official train set, none in training)")
-    n_test: int = setting(2500, "balanced test reviews (from the official test set)")
     eval_batch_size: int = setting(8, "reviews per forward pass in label scoring")
     merge: bool = setting(False, "also write merged/: unquantised base weights with the adapter folded in")
 
-SETTINGS = (ScriptArguments, ModelArguments, PromptArguments, SFTConfig)
+SETTINGS = (ScriptArguments, DataArguments, ModelArguments, PromptArguments, SFTConfig)
 # The script's defaults where TRL's would not run it: mixed precision follows ModelArguments.dtype (configure sets
 # bf16 or fp16), and TRL's bf16=True would already fail at parsing on a machine without bf16; the best epoch is
 # chosen on eval accuracy, so there must be evaluations.
@@ -134,54 +131,67 @@ def to_dataset(fmt, df) -> datasets.Dataset:
     return datasets.Dataset.from_list([fmt.example(t, y) for t, y in zip(df["text"], df["label"])])
 
 
-def main(argv=None) -> dict | None:
-    script, model_args, prompt_args, sft = parse_hf_args(SETTINGS, argv, defaults=SFT_DEFAULTS)
-    start = time.perf_counter()
-    # Everything that can be wrong with the settings fails here, before the model loads.
-    splits, manifest = make_splits("balanced", sft.seed, script.data_dir, script.n_train, script.n_eval, script.n_test)
+def check_settings(data_args, model_args, prompt_args, sft):
+    """Everything that can be wrong with the settings fails here, before the (long) model load."""
+    splits, manifest = balanced_splits(data_args, sft.seed)
     for name, info in manifest["splits"].items():
         print(summary_line(name, info))
     tokenizer = load_tokenizer(model_args.model_name_or_path, sft.trust_remote_code)
     fmt = make_format(tokenizer, prompt_args, sft.max_length)
     sft = one_gpu_per_process(configure(sft, model_args), "mistral.train_sft")  # also forms the process group
-    resume = find_trainer_checkpoint(sft.resume_from_checkpoint, sft.output_dir)
+    return splits, manifest, fmt, sft, find_trainer_checkpoint(sft.resume_from_checkpoint, sft.output_dir)
+
+
+def fine_tune(model, fmt, splits, sft, script, logger, resume, out: Path):
+    """LoRA SFT with eval accuracy after every evaluation; returns the trainer, the best epoch's record and the
+    Trainer's train() metrics. The best adapter is in out/best_adapter on disk."""
+    val = splits["validation"]
+    accuracy = EvalAccuracy(fmt, val["text"].tolist(), val["label"].tolist(), script.eval_batch_size,
+                            out / "best_adapter", resume=resume is not None)
+    samples_per_step = sft.per_device_train_batch_size * sft.gradient_accumulation_steps * sft.world_size
+    callbacks = [LearningGuard(), accuracy] + ([MetricsLogger(logger, samples_per_step)] if logger else [])
+    trainer = SFTTrainer(model=model, args=sft, train_dataset=to_dataset(fmt, splits["train"]),
+                         eval_dataset=to_dataset(fmt, val), processing_class=fmt.tokenizer, callbacks=callbacks)
+    accuracy.trainer = trainer
+    metrics = trainer.train(resume_from_checkpoint=str(resume) if resume else None).metrics
+    accuracy.trainer = None
+    if accuracy.best["step"] is None:
+        raise UserError("no evaluation ran during training: set eval_strategy to epoch (or steps)")
+    metrics["train_step_samples_per_second"] = callbacks[-1].samples_per_second if logger else None
+    return trainer, accuracy.best, metrics
+
+
+def load_best_adapter(model, folder: Path) -> None:
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(model, load_file(folder / "adapter_model.safetensors"))
+
+
+def main(argv=None) -> dict | None:
+    script, data_args, model_args, prompt_args, sft = parse_hf_args(SETTINGS, argv, defaults=SFT_DEFAULTS)
+    start = time.perf_counter()
+    splits, manifest, fmt, sft, resume = check_settings(data_args, model_args, prompt_args, sft)
+    out, test = Path(sft.output_dir), splits["test"]
 
     set_seed(sft.seed)  # before the model: the LoRA weights are drawn in add_lora, before the Trainer seeds
     model, tokenizer = load_base(model_args.model_name_or_path, model_args.load_in_4bit, model_args.dtype,
-                                 sft.trust_remote_code, tokenizer)
-    out = Path(sft.output_dir)
-    config = {**vars(script), **vars(model_args), **vars(prompt_args), **sft.to_dict()}
+                                 sft.trust_remote_code, fmt.tokenizer)
     logger = None  # under a launcher, rank 0 alone writes the run folder; W&B is the Trainer's own callback
     if sft.process_index == 0:
+        config = {**vars(script), **vars(data_args), **vars(model_args), **vars(prompt_args), **sft.to_dict()}
         logger = RunLogger(out, config, report_to="none", run_name=sft.run_name, resume_step=checkpoint_step(resume))
-    test = splits["test"]
-    reviews, labels = test["text"].tolist(), test["label"].tolist()
 
     zero_shot = zero_shot_once(model, fmt, test, manifest, script.eval_batch_size, out / "zero_shot.json")
     if logger:
         logger.log({f"zero_shot/{k}": v for k, v in scalar_metrics(zero_shot).items()}, 0)
         print(f"zero-shot test accuracy {zero_shot['accuracy']:.4f}")
-
     model = add_lora(model, model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout,
                      model_args.lora_target_modules, model_args.load_in_4bit, sft.gradient_checkpointing)
-    val = splits["validation"]
-    accuracy = EvalAccuracy(fmt, val["text"].tolist(), val["label"].tolist(), script.eval_batch_size,
-                            out / "best_adapter", resume=resume is not None)
-    samples_per_step = sft.per_device_train_batch_size * sft.gradient_accumulation_steps * sft.world_size
-    metrics_logger = MetricsLogger(logger, samples_per_step) if logger else None
-    trainer = SFTTrainer(model=model, args=sft, train_dataset=to_dataset(fmt, splits["train"]),
-                         eval_dataset=to_dataset(fmt, val), processing_class=tokenizer,
-                         callbacks=[LearningGuard(), accuracy] + ([metrics_logger] if metrics_logger else []))
-    accuracy.trainer = trainer
-    train_output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-
-    if accuracy.best["step"] is None:
-        raise UserError("no evaluation ran during training: set eval_strategy to epoch (or steps)")
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    set_peft_model_state_dict(model, load_file(out / "best_adapter" / "adapter_model.safetensors"))
-    tuned = evaluate_reviews(model, fmt, reviews, labels, batch_size=script.eval_batch_size, desc="tuned")
+    trainer, best, train_metrics = fine_tune(model, fmt, splits, sft, script, logger, resume, out)
+    load_best_adapter(model, out / "best_adapter")
+    tuned = evaluate_reviews(model, fmt, test["text"].tolist(), test["label"].tolist(),
+                             batch_size=script.eval_batch_size, desc="tuned")
     if logger is None:
         return None
     logger.log({f"test/{k}": v for k, v in scalar_metrics(tuned).items()}, trainer.state.global_step)
@@ -189,19 +199,17 @@ def main(argv=None) -> dict | None:
         "script": "mistral.train_sft", "model": model_args.model_name_or_path,
         "model_parameters": sum(p.numel() for p in model.parameters()),  # 4-bit weights count packed: a lower bound
         "quantization": "nf4-double-quant" if model_args.load_in_4bit else None,
-        "zero_shot": zero_shot, "tuned": tuned,
-        "best_epoch": accuracy.best["epoch"], "best_step": accuracy.best["step"],
-        "validation": accuracy.best["validation"], "global_step": trainer.state.global_step,
-        "manifest": manifest, "train_samples_per_second": train_output.metrics["train_samples_per_second"],
-        "train_step_samples_per_second": metrics_logger.samples_per_second,
+        "zero_shot": zero_shot, "tuned": tuned, "best_epoch": best["epoch"], "best_step": best["step"],
+        "validation": best["validation"], "global_step": trainer.state.global_step, "manifest": manifest,
+        "train_samples_per_second": train_metrics["train_samples_per_second"],
+        "train_step_samples_per_second": train_metrics["train_step_samples_per_second"],
         "wall_time_s": round(time.perf_counter() - start, 1),
     }
     logger.finish(results)
     print(f"test accuracy: zero-shot {zero_shot['accuracy']:.4f} -> tuned {tuned['accuracy']:.4f} "
-          f"(best epoch {accuracy.best['epoch']:.0f})  -> {out}/results.json")
+          f"(best epoch {best['epoch']:.0f})  -> {out}/results.json")
     if script.merge:  # after results.json, with the training model gone: the merge loads a second, unquantised copy
         del model, trainer
-        accuracy.trainer = None
         free_memory()
         merge(model_args, out / "best_adapter", out / "merged", sft.trust_remote_code)
     return results

@@ -62,14 +62,15 @@ def script_settings():
     from distilbert.train_loop import LoopConfig
     from distilbert.train_trainer import ScriptArguments as TrainerScript
     from mistral.evaluate import EvalArguments
+    from mistral.data import DataArguments
     from mistral.model import ModelArguments
     from mistral.prompts import PromptArguments
     from mistral.train_sft import ScriptArguments as SFTScript
 
     return {"baseline.yaml": BaselineConfig, "distilbert_loop.yaml": LoopConfig,
             "distilbert_trainer.yaml": (TrainerScript, "TrainingArguments"),
-            "mistral_sft.yaml": (SFTScript, ModelArguments, PromptArguments, "SFTConfig"),
-            "mistral_eval.yaml": (EvalArguments, ModelArguments, PromptArguments)}
+            "mistral_sft.yaml": (SFTScript, DataArguments, ModelArguments, PromptArguments, "SFTConfig"),
+            "mistral_eval.yaml": (EvalArguments, DataArguments, ModelArguments, PromptArguments)}
 
 
 def same(parsed, written) -> bool:
@@ -139,7 +140,7 @@ def test_help_lists_every_setting_with_its_default_and_meaning(module, capsys):
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     assert text.startswith("usage: ") and "default" in text
     for cls in all_settings_classes():
-        if cls.__module__ != module and not (cls.__name__ in ("ModelArguments", "PromptArguments")
+        if cls.__module__ != module and not (cls.__name__ in ("ModelArguments", "PromptArguments", "DataArguments")
                                              and module in ("mistral.train_sft", "mistral.evaluate")):
             continue
         for f in dataclasses.fields(cls):
