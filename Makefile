@@ -130,4 +130,4 @@ report:
 	$(PY) -m common.report --runs $(RUNS) --out results/RESULTS.md
 
 demo:
-	$(PY) -m common.demo $(DATA_ARG) $(if $(OUT),--out $(OUT)) $(ARGS)
+	$(PY) -m tools.demo $(DATA_ARG) $(if $(OUT),--out $(OUT)) $(ARGS)

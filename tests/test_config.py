@@ -109,7 +109,7 @@ def test_every_yaml_in_configs_parses_against_its_script_with_its_values():
 
 
 def all_settings_classes():
-    from common.demo import DemoConfig
+    from tools.demo import DemoConfig
     from common.real_models import Args
     from distilbert.bench import BenchConfig as DistilBench
     from mistral.bench import BenchConfig as MistralBench
@@ -128,7 +128,7 @@ def test_every_setting_has_a_one_line_meaning():
 
 @pytest.mark.parametrize("module", ["distilbert.train_loop", "distilbert.train_trainer", "mistral.train_sft",
                                     "mistral.evaluate", "baseline.tfidf", "distilbert.bench", "mistral.bench",
-                                    "common.real_models", "common.demo", "distilbert.predict"])
+                                    "common.real_models", "tools.demo", "distilbert.predict"])
 def test_help_lists_every_setting_with_its_default_and_meaning(module, capsys):
     import dataclasses
     import importlib

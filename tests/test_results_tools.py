@@ -96,7 +96,7 @@ def test_every_panel_is_drawn_from_what_the_loop_logs(tiny_distilbert, imdb_dir,
 
 @pytest.mark.slow
 def test_demo_runs_every_pipeline(tmp_path, capsys):
-    from common.demo import main as demo
+    from tools.demo import main as demo
 
     out = demo(["--out", str(tmp_path / "demo"), "--synthetic", "true", "--n_train", "64"])
     for run in ("baseline", "distilbert_loop", "distilbert_trainer", "mistral_sft"):
