@@ -24,6 +24,7 @@ import numpy as np
 from common.config import parse_config, run_main, setting
 from common.data import make_splits
 from common.io import write_json
+from common.random_models import save_random_distilbert, wordpiece_tokenizer
 from distilbert.data import LengthGroupedBatches, RandomBatches
 
 SIZES = {  # DistilBERT-base is dim 768, 6 layers, 12 heads, FFN 3072
@@ -47,33 +48,13 @@ class BenchConfig:
     compare: bool = setting(False, "the loop against the Trainer instead of the batching comparison")
     n_test: int = setting(256, "test reviews scored in the comparison")
 
-def train_tokenizer(texts, vocab_size: int = 30522):
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials))
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=512)
-
-
 def build_model_folder(cfg: BenchConfig, texts, folder: Path) -> Path:
-    import torch
-    from transformers import AutoTokenizer, DistilBertConfig, DistilBertForSequenceClassification
+    """A random DistilBERT of cfg.size with the given tokenizer, else a WordPiece learnt from the texts; at least
+    BERT's 30,522 entries: the embedding and its optimizer state take time too, whatever the tokenizer."""
+    from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer) if cfg.tokenizer else train_tokenizer(texts)
-    # at least BERT's 30,522 entries: the embedding and its optimizer state take time too, whatever the tokenizer
-    config = DistilBertConfig(vocab_size=max(len(tokenizer), 30522), max_position_embeddings=512, num_labels=2,
-                              pad_token_id=tokenizer.pad_token_id, **SIZES[cfg.size])
-    torch.manual_seed(cfg.seed)
-    DistilBertForSequenceClassification(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer) if cfg.tokenizer else wordpiece_tokenizer(texts)
+    return save_random_distilbert(folder, tokenizer, cfg.seed, min_vocab=30522, **SIZES[cfg.size])
 
 
 def padded_tokens(batches, lengths) -> float:

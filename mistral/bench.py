@@ -26,6 +26,7 @@ from pathlib import Path
 from common.config import parse_config, run_main, setting
 from common.data import make_splits
 from common.io import write_json
+from common.random_models import bpe_tokenizer, save_random_mistral
 from mistral.evaluate import generate_labels, score_labels
 from mistral.model import load_base
 from mistral.prompts import PromptArguments, make_format
@@ -61,33 +62,13 @@ def mistral_config(size: str, vocab_size: int = 32000):
                          eos_token_id=2, **SIZES[size])
 
 
-def train_bpe_tokenizer(texts: list[str]):
-    """A Mistral-like BPE tokenizer (<unk> 0, <s> 1, </s> 2; up to 32,000 entries) learnt from the texts."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer, tok.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
-    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=32000, special_tokens=["<unk>", "<s>", "</s>"]))
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
-
-
 def build_random_mistral(cfg: BenchConfig, texts: list[str], folder: Path) -> Path:
+    """A random Mistral of cfg.size with a BPE tokenizer learnt from the texts (7B in bf16: fp32 would need 28 GB)."""
     import torch
-    from transformers import MistralForCausalLM
 
-    tokenizer = train_bpe_tokenizer(texts)
-    config = mistral_config(cfg.size, len(tokenizer))
-    torch.manual_seed(cfg.seed)
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(torch.bfloat16 if cfg.size == "7b" else torch.float32)  # 7B in fp32 needs 28 GB
-    try:
-        MistralForCausalLM(config).save_pretrained(folder)
-    finally:
-        torch.set_default_dtype(default)
-    tokenizer.save_pretrained(folder)
-    return folder
+    dtype = torch.bfloat16 if cfg.size == "7b" else torch.float32
+    return save_random_mistral(folder, bpe_tokenizer(texts), cfg.seed, dtype=dtype, max_position_embeddings=4096,
+                               sliding_window=None, **SIZES[cfg.size])
 
 
 def random_4bit_mistral(config, device, compute_dtype=None, seed: int = 0):

@@ -110,11 +110,12 @@ def mistral_7b(tmp: Path, size: str = "7b", device: str = "cuda", n_reviews: int
     import torch
 
     from mistral.bench import (BenchConfig, measure_train_step, mistral_config, random_4bit_mistral,
-                               time_scoring_and_generation, train_bpe_tokenizer)
+                               time_scoring_and_generation)
+    from common.random_models import bpe_tokenizer
     from mistral.prompts import PromptArguments, make_format, set_padding
 
     reviews = pd.read_parquet(write_reviews(tmp / "prompts", n_reviews, seed=1) / "test.parquet")["text"].tolist()
-    tokenizer = train_bpe_tokenizer(reviews)
+    tokenizer = bpe_tokenizer(reviews)
     set_padding(tokenizer)
     fmt = make_format(tokenizer, PromptArguments(), 512)
     start = time.perf_counter()
