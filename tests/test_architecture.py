@@ -4,8 +4,9 @@ import sys
 import pytest
 import torch
 
-from mistral.architecture import (MiniMistral, causal_mask, figures, receptive_field, sliding_window_mask, table,
+from mistral.architecture import (MiniMistral, causal_mask, receptive_field, sliding_window_mask,
                                   tiny_config, verify)
+from mistral.architecture_figures import figures, table
 from tests.conftest import ROOT
 
 TOL = 1e-4
