@@ -2,12 +2,15 @@
 
 Labels are 0 (negative) and 1 (positive). `classification_metrics` returns:
 accuracy, precision / recall / f1 (macro over the two classes), accuracy_negative, accuracy_positive
-(the accuracy on each true class), confusion_matrix ([[tn, fp], [fn, tp]]: rows true, columns predicted) and n.
+(the accuracy on each true class), confusion_matrix ([[tn, fp], [fn, tp]]: rows true, columns predicted), n, and
+95% intervals: accuracy_ci95 (Wilson) and f1_ci95 (bootstrap, fixed seed).
 """
 from __future__ import annotations
 
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+from common.stats import bootstrap_f1_interval, wilson_interval
 
 
 def classification_metrics(labels, predictions) -> dict:
@@ -22,6 +25,7 @@ def classification_metrics(labels, predictions) -> dict:
     )
     cm = confusion_matrix(labels, predictions, labels=[0, 1])
     per_class = cm.diagonal() / np.maximum(cm.sum(axis=1), 1)
+    correct = int(cm.diagonal().sum())
     return {
         "accuracy": float(accuracy_score(labels, predictions)),
         "precision": float(precision),
@@ -31,6 +35,9 @@ def classification_metrics(labels, predictions) -> dict:
         "accuracy_positive": float(per_class[1]),
         "confusion_matrix": cm.tolist(),
         "n": int(len(labels)),
+        # 95% intervals: Wilson for accuracy, a fixed-seed bootstrap for macro F1 (common/stats.py)
+        "accuracy_ci95": list(wilson_interval(correct, len(labels))),
+        "f1_ci95": list(bootstrap_f1_interval(labels, predictions)),
     }
 
 

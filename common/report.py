@@ -22,7 +22,8 @@ PUBLISHED = [  # the original work's figures: quoted, not measured here
     ("Mistral-7B-Instruct-v0.2, QLoRA tuned", "balanced", 0.964),
     ("Mistral-7B-Instruct-v0.2, zero-shot", "balanced", 0.63),
 ]
-COLUMNS = ["run", "script", "model", "protocol", "train / val / test", "test accuracy", "macro F1",
+COLUMNS = ["run", "script", "model", "protocol", "train / val / test", "test accuracy (95% interval)",
+           "macro F1 (95% interval)",
            "acc. negative", "acc. positive", "wall time", "samples/s", "date", "commit"]
 
 
@@ -44,6 +45,15 @@ def pct(value) -> str:
     return f"{100 * value:.2f}%" if isinstance(value, (int, float)) else "-"
 
 
+def with_interval(m: dict, key: str, fmt) -> str:
+    """A figure and its 95% interval where the run recorded one: 93.82% (93.34-94.28)."""
+    value = m.get(key)
+    if not isinstance(value, (int, float)):
+        return "-"
+    ci = m.get(f"{key}_ci95")
+    return fmt(value) + (f" ({fmt(ci[0]).rstrip('%')}–{fmt(ci[1])})" if ci else "")
+
+
 def rows_of(folder: Path, results: dict) -> list[list[str]]:
     manifest = results.get("manifest", {})
     sizes = results.get("split_sizes_used") or {k: v["size"] for k, v in manifest.get("splits", {}).items()}
@@ -54,7 +64,8 @@ def rows_of(folder: Path, results: dict) -> list[list[str]]:
         rows.append([f"`{folder}`" + (f" ({label})" if label else ""), results.get("script", "?"),
                      str(results.get("model", "?")), manifest.get("protocol", "?"),
                      " / ".join(f"{sizes[k]:,}" for k in ("train", "validation", "test") if k in sizes),
-                     pct(m.get("accuracy_all", m.get("accuracy"))), f"{m['f1']:.4f}" if "f1" in m else "-",
+                     pct(m["accuracy_all"]) if "accuracy_all" in m else with_interval(m, "accuracy", pct),
+                     with_interval(m, "f1", lambda v: f"{v:.4f}"),
                      pct(m.get("accuracy_negative")), pct(m.get("accuracy_positive")),
                      f"{results['wall_time_s']:.0f} s" if "wall_time_s" in results else "-",
                      f"{rate:.1f}" if rate else "-", info.get("date", "?")[:10], (info.get("git_commit") or "?")[:8]])

@@ -30,7 +30,9 @@ def test_trainer_learns_and_writes_same_files_as_loop(trainer_run):
                  "wall_time_s", "run_info"}
     assert set(saved) == loop_keys
     assert set(saved["test"]) == {"loss", "accuracy", "precision", "recall", "f1", "accuracy_negative",
-                                  "accuracy_positive", "confusion_matrix", "n"}
+                                  "accuracy_positive", "confusion_matrix", "n", "accuracy_ci95", "f1_ci95"}
+    low, high = saved["test"]["accuracy_ci95"]
+    assert low < saved["test"]["accuracy"] < high or saved["test"]["accuracy"] == 1.0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     train_rows = [r for r in rows if "train/loss" in r]
     assert {"train/loss", "train/learning_rate", "train/grad_norm", "train/epoch", "train/global_step",

@@ -107,3 +107,15 @@ def test_demo_runs_every_pipeline(tmp_path, capsys):
     assert "## Smoke runs" in report and report.split("## Smoke runs")[0].count("distilbert.train_loop") == 0
     printed = capsys.readouterr().out
     assert "meaningless" in printed and "OK" in printed
+
+
+def test_report_shows_the_intervals_a_run_recorded(tmp_path):
+    from common.metrics import classification_metrics
+
+    metrics = classification_metrics([0, 1] * 500, [0, 1] * 450 + [1, 0] * 50)  # 900 of 1000 right
+    results = {**results_of(), "test": metrics}
+    write_run(tmp_path / "runs" / "a", metrics_rows(), results)
+    lo, hi = metrics["accuracy_ci95"]
+    assert round(lo, 4) == 0.8798 and round(hi, 4) == 0.9171  # Wilson, 900 / 1000, by hand
+    report = build_report(tmp_path / "runs")
+    assert f"90.00% ({100 * lo:.2f}–{100 * hi:.2f}%)" in report

@@ -1,0 +1,52 @@
+"""Error bars for classification results: library statistics (scipy, numpy), not hand-written tests.
+
+- wilson_interval: the 95% interval of a proportion (accuracy), Wilson's score method (scipy.stats.binomtest).
+- bootstrap_f1_interval: the 95% percentile interval of macro F1 over bootstrap resamples of the test set
+  (numpy, fixed seed, so the same predictions always give the same interval).
+- mcnemar_exact: McNemar's exact test of two classifiers on the same examples: among the examples exactly one of
+  them gets right, is each equally likely to be the one? (a two-sided binomial test on the discordant pairs).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    from scipy.stats import binomtest
+
+    ci = binomtest(int(successes), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def macro_f1_from_counts(tp, fp, fn, tn):
+    """Macro F1 over the two classes from confusion counts (arrays allowed); a class with no support scores 0."""
+    f1_pos = np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)
+    f1_neg = np.where(2 * tn + fn + fp > 0, 2 * tn / np.maximum(2 * tn + fn + fp, 1), 0.0)
+    return (f1_pos + f1_neg) / 2
+
+
+def bootstrap_f1_interval(labels, predictions, n_resamples: int = 1000, seed: int = 0,
+                          confidence: float = 0.95) -> tuple[float, float]:
+    labels, predictions = np.asarray(labels, dtype=int), np.asarray(predictions, dtype=int)
+    kind = labels * 2 + predictions  # 0 tn, 1 fp, 2 fn, 3 tp
+    rng = np.random.default_rng(seed)
+    scores = []
+    for start in range(0, n_resamples, 100):  # 100 resamples at a time keeps memory small for 25k examples
+        idx = rng.integers(0, len(kind), size=(min(100, n_resamples - start), len(kind)))
+        counts = np.stack([(kind[idx] == k).sum(1) for k in range(4)])
+        scores.append(macro_f1_from_counts(tp=counts[3], fp=counts[1], fn=counts[2], tn=counts[0]))
+    low, high = np.quantile(np.concatenate(scores), [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(low), float(high)
+
+
+def mcnemar_exact(a_correct, b_correct) -> dict:
+    """b: examples A gets right and B wrong; c: the reverse. p-value of the exact two-sided test that b and c
+    come from a fair coin (1.0 when the two never disagree)."""
+    from scipy.stats import binomtest
+
+    a_correct, b_correct = np.asarray(a_correct, dtype=bool), np.asarray(b_correct, dtype=bool)
+    if a_correct.shape != b_correct.shape:
+        raise ValueError(f"{len(a_correct)} against {len(b_correct)} examples: McNemar needs the same examples")
+    b, c = int((a_correct & ~b_correct).sum()), int((~a_correct & b_correct).sum())
+    p = binomtest(min(b, c), b + c, 0.5).pvalue if b + c else 1.0
+    return {"a_only_correct": b, "b_only_correct": c, "p_value": float(p)}

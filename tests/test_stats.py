@@ -1,0 +1,50 @@
+import numpy as np
+import pytest
+
+from common.stats import bootstrap_f1_interval, macro_f1_from_counts, mcnemar_exact, wilson_interval
+
+
+def test_wilson_interval_by_hand():
+    # Wilson's score interval, worked by hand for 81 successes in 263 trials at z = 1.959964:
+    # centre (p + z^2/2n) / (1 + z^2/n), half-width z sqrt(p(1-p)/n + z^2/4n^2) / (1 + z^2/n)
+    p, n, z = 81 / 263, 263, 1.959963984540054
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    assert wilson_interval(81, 263) == pytest.approx((centre - half, centre + half), abs=1e-12)
+    assert wilson_interval(81, 263) == pytest.approx((0.2553, 0.3662), abs=1e-4)
+    low, high = wilson_interval(0, 10)
+    assert low == 0.0 and 0 < high < 0.31  # stays inside [0, 1], unlike the normal approximation
+
+
+def test_mcnemar_exact_textbook_cases():
+    # 1 discordant pair one way, 9 the other: two-sided exact p = 2 * (C(10,0) + C(10,1)) / 2^10 = 22/1024
+    a = [True] * 9 + [False] + [True] * 5
+    b = [False] * 9 + [True] + [True] * 5
+    assert mcnemar_exact(a, b) == {"a_only_correct": 9, "b_only_correct": 1, "p_value": pytest.approx(22 / 1024)}
+    assert mcnemar_exact([True, False], [True, False])["p_value"] == 1.0  # never disagree
+    balanced = mcnemar_exact([True] * 5 + [False] * 5, [False] * 5 + [True] * 5)
+    assert balanced["p_value"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="same examples"):
+        mcnemar_exact([True], [True, False])
+
+
+def test_macro_f1_from_counts_matches_sklearn():
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(0)
+    labels, preds = rng.integers(0, 2, 500), rng.integers(0, 2, 500)
+    tp, fp = ((labels == 1) & (preds == 1)).sum(), ((labels == 0) & (preds == 1)).sum()
+    fn, tn = ((labels == 1) & (preds == 0)).sum(), ((labels == 0) & (preds == 0)).sum()
+    assert macro_f1_from_counts(tp, fp, fn, tn) == pytest.approx(f1_score(labels, preds, average="macro"))
+
+
+def test_bootstrap_f1_interval_is_fixed_and_shrinks_with_n():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 4000)
+    preds = np.where(rng.random(4000) < 0.9, labels, 1 - labels)  # 90% right
+    small = bootstrap_f1_interval(labels[:400], preds[:400])
+    large = bootstrap_f1_interval(labels, preds)
+    assert small == bootstrap_f1_interval(labels[:400], preds[:400])  # fixed seed: same interval every time
+    assert small[0] < 0.9 < small[1] and large[0] < 0.9 < large[1]
+    # a percentile interval's width scales as 1/sqrt(n): 10x the examples, about a third of the width
+    assert 0.2 < (large[1] - large[0]) / (small[1] - small[0]) < 0.45
