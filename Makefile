@@ -14,7 +14,7 @@ OUT_ARG = $(if $(OUT),--output_dir $(OUT))
 RUN_ARGS = $(DATA_ARG) $(OUT_ARG) $(ARGS)
 export HF_HUB_DISABLE_TELEMETRY = 1
 
-.PHONY: setup torch models small test test-real gpu-wheels gpu-check baseline export-splits clean distilbert-loop bench-distilbert distilbert-trainer compare-distilbert mistral-sft mistral-eval bench-mistral plots report demo
+.PHONY: setup torch models small test test-real gpu-wheels gpu-check compare baseline export-splits clean distilbert-loop bench-distilbert distilbert-trainer compare-distilbert mistral-sft mistral-eval bench-mistral plots report demo
 
 setup: $(PY) torch
 	$(PY) -m pip install -e ".[dev]"
@@ -119,6 +119,10 @@ mistral-eval:
 
 bench-mistral:
 	$(PY) -m mistral.bench $(DATA_ARG) $(ARGS)
+
+# make compare A=runs/distilbert_loop B=runs/distilbert_trainer   (or A=runs/mistral_sft alone: zero-shot vs tuned)
+compare:
+	$(PY) -m common.compare $(A) $(B)
 
 # make plots RUN=runs/distilbert_loop [TO=images/distilbert/]
 plots:

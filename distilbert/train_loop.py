@@ -33,6 +33,7 @@ from transformers import get_linear_schedule_with_warmup
 from common.config import UserError, parse_config, run_main, setting, to_dict
 from common.data import make_splits, summary_line
 from common.io import atomic_folder, find_checkpoint, numbered, write_json
+from common.predictions import write_predictions
 from common.metrics import classification_metrics, scalar_metrics
 from common.precision import precision
 from common.tracking import RunLogger
@@ -96,9 +97,10 @@ def train_batches(cfg: LoopConfig, lengths):
 
 # ---------------------------------------------------------------- evaluation
 
-def evaluate_split(model, dataset, collate, accelerator: Accelerator, batch_size: int, desc: str) -> dict:
-    """Metrics on a whole split. Each process scores its share of batches; results are gathered by example
-    index, so every example counts exactly once whatever the number of processes."""
+def evaluate_split(model, dataset, collate, accelerator: Accelerator, batch_size: int, desc: str) -> tuple[dict, dict]:
+    """Metrics on a whole split, and each example's prediction and P(positive) in split order. Each process scores
+    its share of batches; results are gathered by example index, so every example counts exactly once whatever the
+    number of processes."""
     model.eval()
     batches = sorted_batches(dataset["length"], batch_size)[accelerator.process_index::accelerator.num_processes]
     rows = []
@@ -109,13 +111,15 @@ def evaluate_split(model, dataset, collate, accelerator: Accelerator, batch_size
             with accelerator.autocast():
                 logits = model(**batch).logits.float()
             losses = F.cross_entropy(logits, labels, reduction="none")
-            rows += zip(idx, logits.argmax(-1).tolist(), labels.tolist(), losses.tolist())
+            rows += zip(idx, logits.argmax(-1).tolist(), labels.tolist(), losses.tolist(),
+                        logits.softmax(-1)[:, 1].tolist())
     model.train()
     rows = sorted(dict((r[0], r) for r in gather_object(rows)).values())
     if len(rows) != len(dataset):
         raise RuntimeError(f"evaluation saw {len(rows)} of {len(dataset)} examples")
-    _, preds, labels, losses = zip(*rows)
-    return {"loss": sum(losses) / len(losses), **classification_metrics(labels, preds)}
+    _, preds, labels, losses, scores = zip(*rows)
+    metrics = {"loss": sum(losses) / len(losses), **classification_metrics(labels, preds)}
+    return metrics, {"prediction": list(preds), "score": list(scores)}
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -224,7 +228,7 @@ def optimizer_step(accelerator, model, optimizer, scheduler, max_grad_norm: floa
 
 def validate(cfg, accelerator, model, tokenizer, validation, collate, logger, state: dict) -> None:
     """Score the validation split; keep the model in best_model/ when its accuracy is the best so far."""
-    metrics = evaluate_split(model, validation, collate, accelerator, cfg.per_device_eval_batch_size, "eval")
+    metrics, _ = evaluate_split(model, validation, collate, accelerator, cfg.per_device_eval_batch_size, "eval")
     if logger:
         logger.log({f"eval/{k}": v for k, v in scalar_metrics(metrics).items()}, state["global_step"])
     accelerator.print(f"step {state['global_step']}: eval loss {metrics['loss']:.4f} "
@@ -337,9 +341,12 @@ def main(argv=None) -> dict | None:
 
     best = Path(cfg.output_dir) / "best_model"
     accelerator.unwrap_model(model).load_state_dict(load_file(best / "model.safetensors"))
-    test = evaluate_split(model, data["test"], collate, accelerator, cfg.per_device_eval_batch_size, "test")
+    test, per_example = evaluate_split(model, data["test"], collate, accelerator, cfg.per_device_eval_batch_size,
+                                       "test")
     if not accelerator.is_main_process:
         return None
+    write_predictions(Path(cfg.output_dir) / "predictions.parquet", splits["test"]["text"].tolist(),
+                      splits["test"]["label"].tolist(), per_example["prediction"], per_example["score"])
     throughput = {"train_samples_per_second": state["train_samples"] / train_runtime,
                   "train_step_samples_per_second": state["train_samples"] / max(state["train_time_s"], 1e-9)}
     return finish_run(logger, "distilbert.train_loop", cfg.model_name_or_path, model, test,

@@ -24,6 +24,7 @@ from common.callbacks import MetricsLogger, checkpoint_step, find_trainer_checkp
 from common.config import parse_hf_args, run_main, setting
 from common.data import make_splits, summary_line
 from common.distributed import one_gpu_per_process
+from common.predictions import write_predictions
 from common.metrics import classification_metrics, compute_metrics
 from common.precision import precision
 from common.tracking import RunLogger, configure_trainer_wandb
@@ -84,10 +85,12 @@ def main(argv=None) -> dict | None:
 
     best = Path(args.output_dir) / "best_model"
     trainer.save_model(str(best))  # with load_best_model_at_end, the model now in memory is the best one
-    validation = split_metrics(trainer, data["validation"], "validation")
-    test = split_metrics(trainer, data["test"], "test")
+    validation, _ = split_metrics(trainer, data["validation"], "validation")
+    test, per_example = split_metrics(trainer, data["test"], "test")
     if logger is None:
         return None
+    write_predictions(Path(args.output_dir) / "predictions.parquet", splits["test"]["text"].tolist(),
+                      splits["test"]["label"].tolist(), per_example["prediction"], per_example["score"])
     throughput = {"train_samples_per_second": train_output.metrics["train_samples_per_second"],
                   "train_step_samples_per_second": metrics_logger.samples_per_second}
     return finish_run(logger, "distilbert.train_trainer", script.model_name_or_path, trainer.model, test, validation,
@@ -95,11 +98,24 @@ def main(argv=None) -> dict | None:
                       "bf16" if args.bf16 else "fp16" if args.fp16 else "no", throughput, start, args.output_dir)
 
 
-def split_metrics(trainer: Trainer, dataset, name: str) -> dict:
-    """The full metrics (confusion matrix included) of the current model on one split."""
+def split_metrics(trainer: Trainer, dataset, name: str) -> tuple[dict, dict]:
+    """The full metrics (confusion matrix included) of the current model on one split, and each example's
+    prediction and P(positive) in split order."""
+    import torch
+
     out = trainer.predict(dataset, metric_key_prefix=name)
     predictions = np.argmax(out.predictions, -1)
-    return {"loss": out.metrics[f"{name}_loss"], **classification_metrics(out.label_ids, predictions)}
+    metrics = {"loss": out.metrics[f"{name}_loss"], **classification_metrics(out.label_ids, predictions)}
+    # With group_by_length the Trainer also evaluates in length-grouped order (a seeded sampler): put each
+    # prediction back at its example's position, and check the labels came back in that order too.
+    sampler = trainer._get_eval_sampler(dataset)
+    order = np.asarray(list(sampler) if sampler is not None else range(len(dataset)))
+    if not (np.asarray(dataset["labels"])[order] == out.label_ids).all():
+        raise RuntimeError(f"{name}: predictions came back in an order other than the evaluation sampler's")
+    in_place = np.empty_like(out.predictions)
+    in_place[order] = out.predictions
+    scores = torch.from_numpy(in_place).float().softmax(-1)[:, 1].tolist()
+    return metrics, {"prediction": np.argmax(in_place, -1).tolist(), "score": scores}
 
 
 def best_step(trainer: Trainer) -> int | None:

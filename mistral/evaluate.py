@@ -16,14 +16,16 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from common.config import UserError, parse_hf_args, run_main, setting
 from common.data import summary_line
-from common.distributed import gather_lists, shard
+from common.distributed import gather_lists, is_main_process, shard
 from common.metrics import classification_metrics, scalar_metrics
+from common.predictions import write_predictions
 from common.tracking import RunLogger
 from mistral.data import DataArguments, balanced_splits
 from mistral.model import ModelArguments, check_adapter_folder, load_adapter, load_base, load_tokenizer
@@ -110,19 +112,23 @@ def generate_labels(model, fmt: PromptFormat, reviews: list[str], answer_words: 
 
 
 def evaluate_reviews(model, fmt: PromptFormat, reviews: list[str], labels: list[int], mode: str = "score",
-             batch_size: int = 8, answer_words: list[str] | None = None, max_new_tokens: int = 5,
-             desc: str = "score") -> dict:
-    """Metrics of one evaluation: accuracy, per-class accuracy, macro F1, confusion matrix, n (+ unparsed).
-    Under a launcher each process scores its share of the reviews and every process gets the metrics of all."""
+                     batch_size: int = 8, answer_words: list[str] | None = None, max_new_tokens: int = 5,
+                     desc: str = "score", predictions_path: Path | None = None) -> dict:
+    """Metrics of one evaluation: accuracy, per-class accuracy, macro F1, confusion matrix, n (+ unparsed); with
+    predictions_path, each review's prediction and score there too (common/predictions.py). Under a launcher each
+    process scores its share of the reviews and every process gets the metrics of all."""
     start = time.perf_counter()
     mine = list(shard(len(reviews)))
     texts = [reviews[i] for i in mine]
     if mode == "score":
-        local = score_labels(model, fmt, texts, batch_size, desc)
+        margins = score_margins(model, fmt, texts, batch_size, desc)
+        local = [(int(m > 0), m) for m in margins]
     else:
-        local, _ = generate_labels(model, fmt, texts, answer_words, max_new_tokens)
-    preds = dict(gather_lists(list(zip(mine, local))))
-    preds = [preds[i] for i in range(len(reviews))]
+        local = [(p, None) for p in generate_labels(model, fmt, texts, answer_words, max_new_tokens)[0]]
+    gathered = dict(gather_lists(list(zip(mine, local))))
+    preds, scores = zip(*(gathered[i] for i in range(len(reviews))))
+    if predictions_path and is_main_process():
+        write_predictions(predictions_path, reviews, labels, preds, None if mode == "generate" else scores)
     if mode == "score":
         metrics = classification_metrics(labels, preds)
         metrics["unparsed"] = 0
@@ -159,7 +165,8 @@ def main(argv=None) -> dict:
     logger = RunLogger(args.output_dir, config, args.report_to)
     df = splits[args.split]
     metrics = evaluate_reviews(model, fmt, df["text"].tolist(), df["label"].tolist(), args.mode, args.batch_size,
-                       prompt_args.answer_words, args.max_new_tokens)
+                               prompt_args.answer_words, args.max_new_tokens,
+                               predictions_path=Path(args.output_dir) / "predictions.parquet")
     logger.log({f"{args.split}/{k}": v for k, v in scalar_metrics(metrics).items()}, 0)
     results = {"script": "mistral.evaluate", "model": model_args.model_name_or_path, "adapter": args.adapter,
                "model_parameters": sum(p.numel() for p in model.parameters()),

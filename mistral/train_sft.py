@@ -121,7 +121,7 @@ def zero_shot_once(model, fmt, test, manifest: dict, batch_size: int, path: Path
             print(f"zero-shot: reusing {path}")
             return saved["metrics"]
     metrics = evaluate_reviews(model, fmt, test["text"].tolist(), test["label"].tolist(), batch_size=batch_size,
-                       desc="zero-shot")
+                               desc="zero-shot", predictions_path=path.with_name("predictions_zero_shot.parquet"))
     if is_main_process():
         write_json(path, {"test_sha256": test_hash, "metrics": metrics})
     return metrics
@@ -191,7 +191,8 @@ def main(argv=None) -> dict | None:
     trainer, best, train_metrics = fine_tune(model, fmt, splits, sft, script, logger, resume, out)
     load_best_adapter(model, out / "best_adapter")
     tuned = evaluate_reviews(model, fmt, test["text"].tolist(), test["label"].tolist(),
-                             batch_size=script.eval_batch_size, desc="tuned")
+                             batch_size=script.eval_batch_size, desc="tuned",
+                             predictions_path=out / "predictions_tuned.parquet")
     if logger is None:
         return None
     logger.log({f"test/{k}": v for k, v in scalar_metrics(tuned).items()}, trainer.state.global_step)

@@ -125,9 +125,15 @@ def test_loop_and_trainer_give_the_same_metrics_within_noise(trainer_run, tiny_d
     from tests.test_distilbert_loop import args as loop_args
 
     out, trainer = trainer_run
-    _, looped = run_on_synthetic(tmp_path_factory, "loop_vs_trainer", loop.main, loop_args, tiny_distilbert,
+    loop_out, looped = run_on_synthetic(tmp_path_factory, "loop_vs_trainer", loop.main, loop_args, tiny_distilbert,
                                  "--num_train_epochs", "3")
     assert looped["manifest"]["splits"] == trainer["manifest"]["splits"]
     assert looped["global_step"] == trainer["global_step"]
     assert abs(looped["test"]["accuracy"] - trainer["test"]["accuracy"]) <= 0.03
+    # both wrote their test predictions; the paired comparison reads them and finds the accuracies reported
+    from common.compare import main as compare
+
+    paired = compare([str(loop_out), str(out)])
+    assert paired["accuracy_a"] == looped["test"]["accuracy"] and paired["accuracy_b"] == trainer["test"]["accuracy"]
+    assert paired["n"] == trainer["test"]["n"]
     assert min(looped["test"]["accuracy"], trainer["test"]["accuracy"]) > 0.9

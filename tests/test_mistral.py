@@ -110,6 +110,11 @@ def test_sft_writes_zero_shot_and_tuned_results(sft_run):
     assert len([r for r in rows if "eval/accuracy" in r]) == 2
     assert any("eval/loss" in r for r in rows)
     assert (tmp / "run" / "best_adapter" / "adapter_model.safetensors").is_file()
+    import pandas as pd
+
+    for name in ("zero_shot", "tuned"):  # per-review predictions, for common.compare
+        rows = pd.read_parquet(tmp / "run" / f"predictions_{name}.parquet")
+        assert len(rows) == 20 and (rows["prediction"] == rows["label"]).mean() == saved[name]["accuracy"]
 
 
 @pytest.mark.parametrize("targets", [["q_proj", "v_proj"], ["q_proj", "k_proj", "v_proj", "o_proj"]])

@@ -1,0 +1,26 @@
+"""Per-example test predictions, so that two runs can be compared example by example (python -m common.compare).
+
+predictions.parquet: index (position in the split), text_sha256, label, prediction, score (P(positive) for the
+classifiers; for label scoring, log P(positive answer) - log P(negative answer); empty for generation)."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+
+from common.io import atomic_write
+
+COLUMNS = ["index", "text_sha256", "label", "prediction", "score"]
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def write_predictions(path: str | Path, texts, labels, predictions, scores=None) -> Path:
+    frame = pd.DataFrame({"index": range(len(texts)), "text_sha256": [text_sha256(t) for t in texts],
+                          "label": [int(y) for y in labels],
+                          "prediction": [None if p is None else int(p) for p in predictions],
+                          "score": [None] * len(texts) if scores is None else [float(s) for s in scores]})
+    return atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
