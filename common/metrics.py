@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-from common.stats import bootstrap_f1_interval, wilson_interval
+from common.stats import confusion_intervals
 
 
 def classification_metrics(labels, predictions) -> dict:
@@ -25,7 +25,6 @@ def classification_metrics(labels, predictions) -> dict:
     )
     cm = confusion_matrix(labels, predictions, labels=[0, 1])
     per_class = cm.diagonal() / np.maximum(cm.sum(axis=1), 1)
-    correct = int(cm.diagonal().sum())
     return {
         "accuracy": float(accuracy_score(labels, predictions)),
         "precision": float(precision),
@@ -35,9 +34,7 @@ def classification_metrics(labels, predictions) -> dict:
         "accuracy_positive": float(per_class[1]),
         "confusion_matrix": cm.tolist(),
         "n": int(len(labels)),
-        # 95% intervals: Wilson for accuracy, a fixed-seed bootstrap for macro F1 (common/stats.py)
-        "accuracy_ci95": list(wilson_interval(correct, len(labels))),
-        "f1_ci95": list(bootstrap_f1_interval(labels, predictions)),
+        **confusion_intervals(cm.tolist()),  # 95%: Wilson for accuracy, fixed-seed bootstrap for macro F1
     }
 
 

@@ -12,6 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
+from common.stats import confusion_intervals
 from common.config import UserError, run_main
 from common.io import atomic_write
 
@@ -51,6 +52,8 @@ def with_interval(m: dict, key: str, fmt) -> str:
     if not isinstance(value, (int, float)):
         return "-"
     ci = m.get(f"{key}_ci95")
+    if ci is None and "confusion_matrix" in m:  # runs from before intervals were recorded: the counts give them
+        ci = confusion_intervals(m["confusion_matrix"])[f"{key}_ci95"]
     return fmt(value) + (f" ({fmt(ci[0]).rstrip('%')}–{fmt(ci[1])})" if ci else "")
 
 

@@ -39,6 +39,16 @@ def bootstrap_f1_interval(labels, predictions, n_resamples: int = 1000, seed: in
     return float(low), float(high)
 
 
+def confusion_intervals(confusion_matrix) -> dict:
+    """accuracy_ci95 (Wilson) and f1_ci95 (bootstrap) of a 2x2 confusion matrix [[tn, fp], [fn, tp]]: both depend
+    only on the counts, so a run that recorded its confusion matrix has its intervals."""
+    (tn, fp), (fn, tp) = confusion_matrix
+    labels = np.repeat([0, 0, 1, 1], [tn, fp, fn, tp])
+    predictions = np.repeat([0, 1, 0, 1], [tn, fp, fn, tp])
+    return {"accuracy_ci95": list(wilson_interval(tn + tp, len(labels))),
+            "f1_ci95": list(bootstrap_f1_interval(labels, predictions))}
+
+
 def mcnemar_exact(a_correct, b_correct) -> dict:
     """b: examples A gets right and B wrong; c: the reverse. p-value of the exact two-sided test that b and c
     come from a fair coin (1.0 when the two never disagree)."""

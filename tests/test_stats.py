@@ -48,3 +48,13 @@ def test_bootstrap_f1_interval_is_fixed_and_shrinks_with_n():
     assert small[0] < 0.9 < small[1] and large[0] < 0.9 < large[1]
     # a percentile interval's width scales as 1/sqrt(n): 10x the examples, about a third of the width
     assert 0.2 < (large[1] - large[0]) / (small[1] - small[0]) < 0.45
+
+
+def test_intervals_from_a_confusion_matrix_equal_those_from_the_examples():
+    from common.metrics import classification_metrics
+    from common.stats import confusion_intervals
+
+    labels = [0] * 60 + [1] * 40
+    preds = [0] * 50 + [1] * 10 + [1] * 30 + [0] * 10
+    metrics = classification_metrics(labels, preds)
+    assert confusion_intervals(metrics["confusion_matrix"]) == {k: metrics[k] for k in ("accuracy_ci95", "f1_ci95")}
