@@ -11,9 +11,6 @@ import pandas as pd
 
 from common.io import atomic_write
 
-COLUMNS = ["index", "text_sha256", "label", "prediction", "score"]
-
-
 def text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 

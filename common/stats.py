@@ -2,7 +2,7 @@
 
 - wilson_interval: the 95% interval of a proportion (accuracy), Wilson's score method (scipy.stats.binomtest).
 - bootstrap_f1_interval: the 95% percentile interval of macro F1 over bootstrap resamples of the test set
-  (numpy, fixed seed, so the same predictions always give the same interval).
+  (numpy, fixed seed, so the same predictions always give the same interval), drawn as multinomial counts.
 - mcnemar_exact: McNemar's exact test of two classifiers on the same examples: among the examples exactly one of
   them gets right, is each equally likely to be the one? (a two-sided binomial test on the discordant pairs).
 """
@@ -28,14 +28,19 @@ def macro_f1_from_counts(tp, fp, fn, tn):
 def bootstrap_f1_interval(labels, predictions, n_resamples: int = 1000, seed: int = 0,
                           confidence: float = 0.95) -> tuple[float, float]:
     labels, predictions = np.asarray(labels, dtype=int), np.asarray(predictions, dtype=int)
-    kind = labels * 2 + predictions  # 0 tn, 1 fp, 2 fn, 3 tp
-    rng = np.random.default_rng(seed)
-    scores = []
-    for start in range(0, n_resamples, 100):  # 100 resamples at a time keeps memory small for 25k examples
-        idx = rng.integers(0, len(kind), size=(min(100, n_resamples - start), len(kind)))
-        counts = np.stack([(kind[idx] == k).sum(1) for k in range(4)])
-        scores.append(macro_f1_from_counts(tp=counts[3], fp=counts[1], fn=counts[2], tn=counts[0]))
-    low, high = np.quantile(np.concatenate(scores), [(1 - confidence) / 2, (1 + confidence) / 2])
+    counts = np.bincount(labels * 2 + predictions, minlength=4)  # tn, fp, fn, tp
+    return counts_f1_interval(counts, n_resamples, seed, confidence)
+
+
+def counts_f1_interval(counts, n_resamples: int = 1000, seed: int = 0,
+                       confidence: float = 0.95) -> tuple[float, float]:
+    """The bootstrap interval of macro F1 from the counts (tn, fp, fn, tp): resampling n examples with replacement
+    is a multinomial draw of the four counts, so no example-level array is needed (milliseconds for any n)."""
+    counts = np.asarray(counts, dtype=int)
+    n = int(counts.sum())
+    draws = np.random.default_rng(seed).multinomial(n, counts / n, size=n_resamples)
+    scores = macro_f1_from_counts(tp=draws[:, 3], fp=draws[:, 1], fn=draws[:, 2], tn=draws[:, 0])
+    low, high = np.quantile(scores, [(1 - confidence) / 2, (1 + confidence) / 2])
     return float(low), float(high)
 
 
@@ -43,10 +48,8 @@ def confusion_intervals(confusion_matrix) -> dict:
     """accuracy_ci95 (Wilson) and f1_ci95 (bootstrap) of a 2x2 confusion matrix [[tn, fp], [fn, tp]]: both depend
     only on the counts, so a run that recorded its confusion matrix has its intervals."""
     (tn, fp), (fn, tp) = confusion_matrix
-    labels = np.repeat([0, 0, 1, 1], [tn, fp, fn, tp])
-    predictions = np.repeat([0, 1, 0, 1], [tn, fp, fn, tp])
-    return {"accuracy_ci95": list(wilson_interval(tn + tp, len(labels))),
-            "f1_ci95": list(bootstrap_f1_interval(labels, predictions))}
+    return {"accuracy_ci95": list(wilson_interval(tn + tp, tn + fp + fn + tp)),
+            "f1_ci95": list(counts_f1_interval([tn, fp, fn, tp]))}
 
 
 def mcnemar_exact(a_correct, b_correct) -> dict:
