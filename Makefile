@@ -14,7 +14,7 @@ OUT_ARG = $(if $(OUT),--output_dir $(OUT))
 RUN_ARGS = $(DATA_ARG) $(OUT_ARG) $(ARGS)
 export HF_HUB_DISABLE_TELEMETRY = 1
 
-.PHONY: setup torch models small test test-real gpu-wheels gpu-check compare baseline export-splits clean distilbert-loop bench-distilbert distilbert-trainer compare-distilbert mistral-sft mistral-eval bench-mistral plots report demo
+.PHONY: setup torch models small small-loop small-trainer small-sft seeds test test-real gpu-wheels gpu-check compare baseline export-splits clean distilbert-loop bench-distilbert distilbert-trainer compare-distilbert mistral-sft mistral-eval bench-mistral plots report demo
 
 setup: $(PY) torch
 	$(PY) -m pip install -e ".[dev]"
@@ -54,16 +54,39 @@ SMALL_ENCODER = --model_name_or_path models/minilm-l6 --max_train_samples 2000 -
 	--max_test_samples 2000 --max_length 256 --num_train_epochs 1 --learning_rate 1e-4 --warmup_steps 25 \
 	--per_device_train_batch_size 8 $(DATA_ARG)
 small: models
-	$(PY) -m distilbert.train_loop --config configs/distilbert_loop.yaml $(SMALL_ENCODER) \
-		--logging_steps 5 --eval_steps 50 --save_steps 50 --output_dir $(SMALL)/distilbert_loop
-	$(PY) -m distilbert.train_trainer --config configs/distilbert_trainer.yaml $(SMALL_ENCODER) \
-		--logging_steps 5 --eval_strategy steps --eval_steps 50 --save_strategy steps --save_steps 50 \
-		--output_dir $(SMALL)/distilbert_trainer
-	$(PY) -m mistral.train_sft --config configs/mistral_sft.yaml --model_name_or_path models/smollm2-135m-instruct \
-		--n_train 200 --n_eval 50 --n_test 400 --max_length 256 --num_train_epochs 2 --logging_steps 2 \
-		--eval_strategy steps --eval_steps 25 --gradient_checkpointing false --output_dir $(SMALL)/mistral_sft $(DATA_ARG)
+	$(MAKE) --no-print-directory small-loop small-trainer small-sft OUT=
 	for run in distilbert_loop distilbert_trainer mistral_sft; do $(PY) -m common.plots $(SMALL)/$$run || exit 1; done
 	$(PY) -m common.report --runs $(SMALL) --out $(SMALL)/RESULTS.md
+
+# The three runs of `make small`, one at a time (each honours OUT and ARGS, so `make seeds TARGET=small-loop` works)
+small-loop:
+	$(PY) -m distilbert.train_loop --config configs/distilbert_loop.yaml $(SMALL_ENCODER) \
+		--logging_steps 5 --eval_steps 50 --save_steps 50 --output_dir $(or $(OUT),$(SMALL)/distilbert_loop) $(ARGS)
+small-trainer:
+	$(PY) -m distilbert.train_trainer --config configs/distilbert_trainer.yaml $(SMALL_ENCODER) \
+		--logging_steps 5 --eval_strategy steps --eval_steps 50 --save_strategy steps --save_steps 50 \
+		--output_dir $(or $(OUT),$(SMALL)/distilbert_trainer) $(ARGS)
+small-sft:
+	$(PY) -m mistral.train_sft --config configs/mistral_sft.yaml --model_name_or_path models/smollm2-135m-instruct \
+		--n_train 200 --n_eval 50 --n_test 400 --max_length 256 --num_train_epochs 2 --logging_steps 2 \
+		--eval_strategy steps --eval_steps 25 --gradient_checkpointing false \
+		--output_dir $(or $(OUT),$(SMALL)/mistral_sft) $(DATA_ARG) $(ARGS)
+
+# One experiment over several training seeds, the split held fixed (split_seed), then mean and standard deviation:
+#   make seeds TARGET=distilbert-loop SEEDS=42,43,44 [OUT=runs/seeds/distilbert-loop] [ARGS="--key value ..."]
+# Each seed gets OUT/seed_N; a seed whose results.json exists is not run again (an interrupted sweep resumes).
+# SEED_KEY=split_seed varies the split instead (a different test set per run).
+SEEDS ?= 42,43,44
+SEED_KEY ?= seed
+comma := ,
+SEEDS_OUT = $(or $(OUT),runs/seeds/$(TARGET))
+seeds:
+	@test -n "$(TARGET)" || { echo "make seeds: name the experiment, e.g. TARGET=distilbert-loop"; exit 2; }
+	@for seed in $(subst $(comma), ,$(SEEDS)); do \
+		if [ -f $(SEEDS_OUT)/seed_$$seed/results.json ]; then echo "seed $$seed: done before ($(SEEDS_OUT)/seed_$$seed)"; \
+		else $(MAKE) --no-print-directory $(TARGET) OUT=$(SEEDS_OUT)/seed_$$seed ARGS="$(ARGS) --$(SEED_KEY) $$seed" \
+			|| exit 1; fi; done
+	$(PY) -m common.seeds $(SEEDS_OUT)
 
 # `make test` leaves out the slow tests that train real models (minutes each on 2 CPU cores): `make test-real` runs
 # those; CI runs both.

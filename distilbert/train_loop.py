@@ -48,7 +48,8 @@ class LoopConfig:
     output_dir: str = setting("runs/distilbert_loop", "the run folder: config, metrics, checkpoints, results")
     data_dir: str | None = setting(None, "folder with train/test.parquet; else $IMDB_DATA_DIR; else the Hub")
     protocol: str = setting("random_70_10_20", "split protocol: random_70_10_20, official or balanced")
-    seed: int = setting(42, "seed of the split, the model's new head, shuffling and dropout")
+    split_seed: int = setting(42, "seed of the train/validation/test split, apart from `seed`: runs over seeds score the same test reviews")
+    seed: int = setting(42, "seed of the model's new head, the batch order and dropout")
     max_length: int = setting(512, "tokens kept per review (longer ones are truncated); at most the model's limit")
     max_train_samples: int | None = setting(None, "use only the first N training reviews (quick runs)")
     max_eval_samples: int | None = setting(None, "use only the first N validation reviews")
@@ -321,7 +322,7 @@ def main(argv=None) -> dict | None:
     resume = find_checkpoint(cfg.resume_from_checkpoint, Path(cfg.output_dir) / "checkpoints", "step", "state.json")
     model, tokenizer = load_model_and_tokenizer(cfg.model_name_or_path, cfg.trust_remote_code)
     cfg.max_length = fit_max_length(cfg.max_length, model, tokenizer)
-    splits, manifest = make_splits(cfg.protocol, cfg.seed, cfg.data_dir)
+    splits, manifest = make_splits(cfg.protocol, cfg.split_seed, cfg.data_dir)
     splits = limit_splits(splits, {"train": cfg.max_train_samples, "validation": cfg.max_eval_samples,
                                    "test": cfg.max_test_samples})
     with accelerator.main_process_first():  # one process tokenises and fills the cache, the others read it

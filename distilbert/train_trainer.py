@@ -38,6 +38,7 @@ class ScriptArguments:
     model_name_or_path: str = setting("distilbert-base-uncased", "Hub id or local folder of the encoder to fine-tune")
     data_dir: str | None = setting(None, "folder with train/test.parquet; else $IMDB_DATA_DIR; else the Hub")
     protocol: str = setting("random_70_10_20", "split protocol: random_70_10_20, official or balanced")
+    split_seed: int = setting(42, "seed of the train/validation/test split, apart from `seed`: runs over seeds score the same test reviews")
     max_length: int = setting(512, "tokens kept per review (longer ones are truncated); at most the model's limit")
     max_train_samples: int | None = setting(None, "use only the first N training reviews (quick runs)")
     max_eval_samples: int | None = setting(None, "use only the first N validation reviews")
@@ -62,7 +63,7 @@ def main(argv=None) -> dict | None:
     set_seed(args.seed)  # before the model: its new classification head is drawn now, not when the Trainer seeds
     model, tokenizer = load_model_and_tokenizer(script.model_name_or_path, script.trust_remote_code)
     script.max_length = fit_max_length(script.max_length, model, tokenizer)
-    splits, manifest = make_splits(script.protocol, args.seed, script.data_dir)
+    splits, manifest = make_splits(script.protocol, script.split_seed, script.data_dir)
     splits = limit_splits(splits, {"train": script.max_train_samples, "validation": script.max_eval_samples,
                                    "test": script.max_test_samples})
     with args.main_process_first(desc="tokenise"):

@@ -14,8 +14,9 @@ class DataArguments:
     n_train: int = setting(900, "balanced training reviews (from the official train set)")
     n_eval: int = setting(100, "balanced eval reviews (official train set, none in training)")
     n_test: int = setting(2500, "balanced test reviews (from the official test set)")
+    split_seed: int = setting(42, "seed of the train/validation/test split, apart from `seed`: runs over seeds score the same test reviews")
 
 
-def balanced_splits(args: DataArguments, seed: int):
+def balanced_splits(args: DataArguments):
     """(splits, manifest) of the balanced protocol: exactly half-positive train, validation and test."""
-    return make_splits("balanced", seed, args.data_dir, args.n_train, args.n_eval, args.n_test)
+    return make_splits("balanced", args.split_seed, args.data_dir, args.n_train, args.n_eval, args.n_test)

@@ -38,7 +38,6 @@ MODES = ("score", "generate")
 class EvalArguments:
     adapter: str | None = setting(None, "a LoRA adapter folder saved by mistral.train_sft (best_adapter/)")
     split: str = setting("test", "train, validation or test of the balanced protocol")
-    seed: int = setting(42, "seed of the balanced splits (the training run's seed)")
     mode: str = setting("score", "score (label scoring, batched) or generate (greedy generation, parsed)")
     batch_size: int = setting(8, "reviews per forward pass in label scoring")
     max_length: int = setting(512, "prompt tokens at most; longer reviews are shortened, the answer cue kept")
@@ -148,7 +147,7 @@ def main(argv=None) -> dict:
     args, data_args, model_args, prompt_args = parse_hf_args(SETTINGS, argv)
     if args.mode not in MODES:
         raise UserError(f"mode: expected one of {', '.join(MODES)}, got {args.mode!r}")
-    splits, manifest = balanced_splits(data_args, args.seed)
+    splits, manifest = balanced_splits(data_args)
     if args.split not in splits:
         raise UserError(f"split: expected one of {', '.join(splits)}, got {args.split!r}")
     print(summary_line(args.split, manifest["splits"][args.split]))

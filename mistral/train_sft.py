@@ -133,7 +133,7 @@ def to_dataset(fmt, df) -> datasets.Dataset:
 
 def check_settings(data_args, model_args, prompt_args, sft):
     """Everything that can be wrong with the settings fails here, before the (long) model load."""
-    splits, manifest = balanced_splits(data_args, sft.seed)
+    splits, manifest = balanced_splits(data_args)
     for name, info in manifest["splits"].items():
         print(summary_line(name, info))
     tokenizer = load_tokenizer(model_args.model_name_or_path, sft.trust_remote_code)
