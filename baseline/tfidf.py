@@ -14,7 +14,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from common.config import parse_config, run_main, setting, to_dict
-from common.data import make_splits, summary_line
+from common.data import SPLIT_SEED_HELP, make_splits, summary_line
 from common.metrics import classification_metrics, scalar_metrics
 from common.tracking import RunLogger
 
@@ -22,7 +22,7 @@ from common.tracking import RunLogger
 @dataclass
 class BaselineConfig:
     protocol: str = setting("random_70_10_20", "split protocol: random_70_10_20, official or balanced")
-    split_seed: int = setting(42, "seed of the train/validation/test split, apart from `seed`: runs over seeds score the same test reviews")
+    split_seed: int = setting(42, SPLIT_SEED_HELP)
     seed: int = setting(42, "seed of the logistic regression (liblinear's coordinate order)")
     data_dir: str | None = setting(None, "folder with train/test.parquet; else $IMDB_DATA_DIR; else the Hub")
     output_dir: str = setting("runs/baseline", "the run folder: config, metrics, results")

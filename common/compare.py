@@ -19,17 +19,16 @@ import numpy as np
 import pandas as pd
 
 from common.config import UserError, run_main
+from common.predictions import prediction_files
 from common.stats import mcnemar_exact, wilson_interval
 
 
 def evaluations(run: Path) -> list[tuple[str, Path]]:
     """(name, predictions file) of each test evaluation a run folder holds."""
-    if (run / "predictions_tuned.parquet").is_file():
-        return [(f"{run} (zero-shot)", run / "predictions_zero_shot.parquet"),
-                (f"{run} (tuned)", run / "predictions_tuned.parquet")]
-    if (run / "predictions.parquet").is_file():
-        return [(str(run), run / "predictions.parquet")]
-    raise UserError(f"{run}: no predictions.parquet (runs write it since error bars came in; run it again)")
+    found = prediction_files(run)
+    if not found:
+        raise UserError(f"{run}: no predictions.parquet (runs write it since error bars came in; run it again)")
+    return [(f"{run} ({label})" if label else str(run), path) for label, path in found]
 
 
 def test_sha256(run: Path) -> str | None:

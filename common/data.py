@@ -32,6 +32,8 @@ from common.io import atomic_write, write_json
 HUB_ID = "stanfordnlp/imdb"
 PROTOCOLS = ("random_70_10_20", "official", "balanced")
 LABEL_NAMES = ("negative", "positive")
+# Every script keeps the split's seed apart from its training seed, so that runs over seeds score one test set
+SPLIT_SEED_HELP = "seed of the train/validation/test split (`seed` is the training run's): fixed across seeds"
 
 
 class DataError(UserError):

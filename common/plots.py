@@ -6,6 +6,9 @@
 training.png: one panel per metric against the global step: train/learning_rate, train/global_step,
 train/grad_norm, train/epoch, train/loss, and eval/loss, eval/accuracy where the run logged them.
 confusion_matrix.png: from results.json, every evaluation that has one (test; zero-shot and tuned for Mistral).
+accuracy_by_length.png: test accuracy in each fifth of the test reviews by length in words (length quintiles), with
+95% Wilson intervals, from the run's predictions; the table is printed too. Long reviews are where a 512-token
+encoder truncates.
 Works for the runs of every script (they share metric names); missing metrics are named, not fatal.
 """
 from __future__ import annotations
@@ -15,9 +18,13 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
+
 from common.config import UserError, run_main
 from common.data import LABEL_NAMES
+from common.predictions import prediction_files
 from common.report import evaluations
+from common.stats import wilson_interval
 from common.tracking import read_metrics
 
 PANELS = [
@@ -87,6 +94,54 @@ def confusion_figure(matrices: dict[str, list[list[int]]], title: str, path: Pat
     save(fig, title, path)
 
 
+def accuracy_by_length(frame: pd.DataFrame, n_bins: int = 5) -> pd.DataFrame:
+    """Accuracy in each length quintile (fewer bins where lengths tie) of one evaluation's predictions."""
+    bins = pd.qcut(frame["words"], n_bins, duplicates="drop")
+    rows = []
+    for _, group in frame.groupby(bins, observed=True):
+        correct = int((group["prediction"] == group["label"]).sum())  # an unparsed answer counts as wrong
+        low, high = wilson_interval(correct, len(group))
+        rows.append({"words": f"{group['words'].min()}-{group['words'].max()}", "n": len(group),
+                     "accuracy": correct / len(group), "low": low, "high": high})
+    return pd.DataFrame(rows)
+
+
+def length_figure(tables: dict[str, pd.DataFrame], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    width = 0.8 / len(tables)
+    for i, (name, t) in enumerate(tables.items()):
+        x = [j + (i - (len(tables) - 1) / 2) * width for j in range(len(t))]
+        errors = [t["accuracy"] - t["low"], t["high"] - t["accuracy"]]
+        ax.bar(x, 100 * t["accuracy"], width, yerr=100 * pd.DataFrame(errors).to_numpy(), capsize=4, label=name)
+    first = next(iter(tables.values()))
+    ax.set_xticks(range(len(first)), [f"{w} words\n(n={n:,})" for w, n in zip(first["words"], first["n"])],
+                  fontsize=9)
+    low = min(100 * t["low"].min() for t in tables.values())
+    ax.set_ylim(max(0, low - 5), 100)
+    ax.set_ylabel("test accuracy (%), 95% interval")
+    ax.set_xlabel("review length: quintiles of the test reviews")
+    ax.grid(axis="y", alpha=0.3)
+    if len(tables) > 1:
+        ax.legend()
+    save(fig, title, path)
+
+
+def length_tables(run: Path) -> dict[str, pd.DataFrame]:
+    """Accuracy by length of each evaluation with predictions (empty, with a note, where there are none)."""
+    found = prediction_files(run)
+    frames = {label or "test": pd.read_parquet(path) for label, path in found}
+    if not frames or any("words" not in f for f in frames.values()):
+        print(f"{run}: no review lengths in its predictions (written before they held them: run it again), "
+              "so no length figure")
+        return {}
+    return {name: accuracy_by_length(frame) for name, frame in frames.items()}
+
+
 def save(fig, title: str, path: Path) -> None:
     import matplotlib.pyplot as plt
 
@@ -126,6 +181,12 @@ def plot_run(run: str | Path, to: str | Path | None = None) -> list[Path]:
         written.append(out / "confusion_matrix.png")
     else:
         print(f"{run}: no confusion matrix in results.json")
+    tables = length_tables(run)
+    if tables:
+        length_figure(tables, title, out / "accuracy_by_length.png")
+        written.append(out / "accuracy_by_length.png")
+        for name, t in tables.items():
+            print(f"{run} {name}: accuracy by review length\n" + t.to_string(index=False, float_format="{:.4f}".format))
     if to:
         Path(to).mkdir(parents=True, exist_ok=True)
         for path in written:

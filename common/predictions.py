@@ -28,3 +28,13 @@ def write_predictions(path: str | Path, texts, labels, predictions, scores=None)
                           "words": [len(t.split()) for t in texts],
                           "text_start": [t[:TEXT_START_CHARS] for t in texts]})
     return atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+def prediction_files(run: str | Path) -> list[tuple[str, Path]]:
+    """(label, file) of each test evaluation a run folder holds predictions for: ("", predictions.parquet), or
+    zero-shot and tuned for a Mistral SFT run. Empty for runs made before predictions were written."""
+    run = Path(run)
+    if (run / "predictions_tuned.parquet").is_file():
+        return [("zero-shot", run / "predictions_zero_shot.parquet"), ("tuned", run / "predictions_tuned.parquet")]
+    return [("", run / "predictions.parquet")] if (run / "predictions.parquet").is_file() else []
+

@@ -1,7 +1,11 @@
 """Collect every results.json under a runs folder into one markdown table, next to the published figures.
 
-    make report                      # runs/ -> results/RESULTS.md
-    python -m common.report --runs runs --out results/RESULTS.md
+    make report                      # runs/ -> results/RESULTS.md, and results/ERRORS.md beside it
+    python -m common.report --runs runs --out results/RESULTS.md --errors 5
+
+Runs repeated over seeds (make seeds: a folder with seeds.json) get a mean ± sd table. ERRORS.md lists each run's
+most confident test errors (the first 200 characters of the review, its label, the prediction and its score), from the
+run's predictions; it quotes reviews, so this repo keeps it out of git (.gitignore).
 
 Rows made on tiny or random models (under 20M parameters, or in a folder holding a file named SMOKE, as the demo's
 runs are) are marked as smoke runs and listed apart: they show that the code runs, never how well a model does.
@@ -12,9 +16,13 @@ import argparse
 import json
 from pathlib import Path
 
-from common.stats import confusion_intervals
+import pandas as pd
+
 from common.config import UserError, run_main
+from common.data import LABEL_NAMES
 from common.io import atomic_write
+from common.predictions import prediction_files
+from common.stats import confusion_intervals
 
 SMOKE_PARAMETERS = 20_000_000
 PUBLISHED = [  # the original work's figures: quoted, not measured here
@@ -80,27 +88,90 @@ def table(rows: list[list[str]]) -> list[str]:
                                                                               for r in rows]
 
 
-def build_report(runs: Path) -> str:
+def read_results(runs: Path) -> list[tuple[Path, dict]]:
+    """(run folder, results) of every results.json below `runs`, in path order; invalid JSON is named and skipped."""
     if not runs.is_dir():
         raise UserError(f"runs folder not found: {runs}")
-    measured, smoke = [], []
+    found = []
     for path in sorted(runs.rglob("results.json")):
         try:
-            results = json.loads(path.read_text())
+            found.append((path.parent, json.loads(path.read_text())))
         except json.JSONDecodeError:
             print(f"skipped {path}: not valid JSON")
-            continue
-        (smoke if is_smoke(path.parent, results, runs) else measured).extend(rows_of(path.parent, results))
+    return found
+
+
+def seeds_table(runs: Path) -> list[str]:
+    """Mean ± sd of each folder of runs over seeds (python -m common.seeds wrote seeds.json there)."""
+    rows = []
+    for path in sorted(runs.rglob("seeds.json")):
+        s = json.loads(path.read_text())
+        test = "same in every run" if s["same_test_set"] else "differs (split varied)"
+        for name, figures in s["evaluations"].items():
+            acc, f1 = figures["accuracy"], figures["f1"]
+            rows.append(f"| `{path.parent}`{f' ({name})' if name != 'test' else ''} | {s['script']} | {s['model']} | "
+                        f"{len(s['runs'])} ({', '.join(s['varied']) or '-'}) | {test} | "
+                        f"{100 * acc['mean']:.2f} ± {100 * acc['sd']:.2f}% | {f1['mean']:.4f} ± {f1['sd']:.4f} | "
+                        f"{', '.join(f'{100 * v:.2f}' for v in acc['values'])} |")
+    if not rows:
+        return []
+    return ["", "## Over seeds (mean ± sample standard deviation; each run is also a row above)", "",
+            "| runs | script | model | runs (varied) | test reviews | test accuracy | macro F1 | each run's accuracy |",
+            "|" + " --- |" * 8] + rows
+
+
+def build_report(runs: Path) -> str:
+    measured, smoke = [], []
+    for folder, results in read_results(runs):
+        (smoke if is_smoke(folder, results, runs) else measured).extend(rows_of(folder, results))
     lines = ["# Results", "", f"Made by `python -m common.report --runs {runs}` from every `results.json` below it.",
              "", "## Published figures (the original work's, quoted, not measured here)", "",
              "| experiment | protocol | test accuracy |", "| --- | --- | --- |"]
     lines += [f"| {name} | {protocol} | {pct(acc)} |" for name, protocol, acc in PUBLISHED]
     lines += ["", "## Our measured runs", ""]
     lines += table(measured) if measured else ["None yet."]
+    lines += seeds_table(runs)
     if smoke:
         lines += ["", "## Smoke runs (tiny or random models: they show the code runs; their accuracies mean nothing)",
                   ""] + table(smoke)
     return "\n".join(lines) + "\n"
+
+
+def confident_errors(frame: pd.DataFrame, margins: bool, k: int) -> pd.DataFrame:
+    """The k wrong predictions the model was surest of: P(positive) farthest from 0.5, or the largest |margin|."""
+    wrong = frame[frame["prediction"].notna() & (frame["prediction"] != frame["label"]) & frame["score"].notna()]
+    confidence = wrong["score"].abs() if margins else (wrong["score"] - 0.5).abs()
+    return wrong.loc[confidence.sort_values(ascending=False, kind="stable").index[:k]]
+
+
+def quoted(text: str) -> str:
+    """A review's start made safe for one markdown table cell (IMDB marks line breaks with <br />)."""
+    return " ".join(text.replace("<br />", " ").replace("|", "\\|").split())
+
+
+def build_errors(runs: Path, k: int) -> str:
+    lines = ["# Most confident errors", "", f"Made by `python -m common.report --runs {runs}`: for each run, the {k} "
+             "test reviews it got wrong with the highest confidence, from its predictions. It quotes IMDB reviews "
+             "(their first 200 characters): keep it out of the repository.", ""]
+    for folder, results in read_results(runs):
+        margins = str(results.get("script", "")).startswith("mistral")
+        score = "margin: log P(positive) - log P(negative) answer" if margins else "P(positive)"
+        for label, path in prediction_files(folder):
+            frame = pd.read_parquet(path)
+            lines += [f"## `{folder}`" + (f" ({label})" if label else ""), ""]
+            if "text_start" not in frame:
+                lines += ["Its predictions hold no review text (written before they did): run it again.", ""]
+                continue
+            errors = confident_errors(frame, margins, k)
+            if errors.empty:
+                lines += ["No scored errors (none wrong, or answers generated without scores).", ""]
+                continue
+            lines += [f"| # | label | predicted | score ({score}) | review (first 200 characters) |",
+                      "| --- | --- | --- | --- | --- |"]
+            lines += [f"| {r['index']} | {LABEL_NAMES[int(r['label'])]} | {LABEL_NAMES[int(r['prediction'])]} | "
+                      f"{r['score']:.3f} | {quoted(r['text_start'])} |" for _, r in errors.iterrows()]
+            lines.append("")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> Path:
@@ -108,9 +179,17 @@ def main(argv=None) -> Path:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--runs", default="runs", help="folder searched for results.json files")
     parser.add_argument("--out", default="results/RESULTS.md", help="the markdown file written")
+    parser.add_argument("--errors", type=int, default=5, help="confident errors listed per evaluation in ERRORS.md "
+                        "(beside --out); 0: no ERRORS.md")
     args = parser.parse_args(argv)
-    text = build_report(Path(args.runs))
-    out = atomic_write(args.out, lambda tmp: tmp.write_text(text))
+    runs, out = Path(args.runs), Path(args.out)
+    text = build_report(runs)
+    if args.errors > 0:
+        errors = atomic_write(out.with_name("ERRORS.md"), lambda tmp: tmp.write_text(build_errors(runs, args.errors)))
+        text += (f"\nThe most confident errors of each run, with the start of each review: `{errors.name}` beside "
+                 "this file (same command; kept out of git, as it quotes reviews).\n")
+        print(f"wrote {errors}")
+    out = atomic_write(out, lambda tmp: tmp.write_text(text))
     print(f"wrote {out}")
     return out
 

@@ -55,8 +55,9 @@ def check_report_to(report_to: str | None) -> str:
 
 
 def redact(config: dict) -> dict:
-    """Drop anything that looks like a credential before a config is written or sent anywhere."""
-    return {k: ("<redacted>" if _SECRET.search(k) and v else v) for k, v in config.items()}
+    """Drop anything that looks like a credential before a config is written or sent anywhere. Credentials are
+    strings: a number or a switch with such a name (average_tokens_across_devices) is a setting, and kept."""
+    return {k: ("<redacted>" if _SECRET.search(k) and isinstance(v, str) and v else v) for k, v in config.items()}
 
 
 def git_commit() -> str | None:

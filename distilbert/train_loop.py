@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from common.config import UserError, parse_config, run_main, setting, to_dict
-from common.data import make_splits, summary_line
+from common.data import SPLIT_SEED_HELP, make_splits, summary_line
 from common.io import atomic_folder, find_checkpoint, numbered, write_json
 from common.predictions import write_predictions
 from common.metrics import classification_metrics, scalar_metrics
@@ -48,7 +48,7 @@ class LoopConfig:
     output_dir: str = setting("runs/distilbert_loop", "the run folder: config, metrics, checkpoints, results")
     data_dir: str | None = setting(None, "folder with train/test.parquet; else $IMDB_DATA_DIR; else the Hub")
     protocol: str = setting("random_70_10_20", "split protocol: random_70_10_20, official or balanced")
-    split_seed: int = setting(42, "seed of the train/validation/test split, apart from `seed`: runs over seeds score the same test reviews")
+    split_seed: int = setting(42, SPLIT_SEED_HELP)
     seed: int = setting(42, "seed of the model's new head, the batch order and dropout")
     max_length: int = setting(512, "tokens kept per review (longer ones are truncated); at most the model's limit")
     max_train_samples: int | None = setting(None, "use only the first N training reviews (quick runs)")

@@ -22,7 +22,7 @@ from transformers import Trainer, TrainingArguments, set_seed
 
 from common.callbacks import MetricsLogger, checkpoint_step, find_trainer_checkpoint
 from common.config import parse_hf_args, run_main, setting
-from common.data import make_splits, summary_line
+from common.data import SPLIT_SEED_HELP, make_splits, summary_line
 from common.distributed import one_gpu_per_process
 from common.predictions import write_predictions
 from common.metrics import classification_metrics, compute_metrics
@@ -38,7 +38,7 @@ class ScriptArguments:
     model_name_or_path: str = setting("distilbert-base-uncased", "Hub id or local folder of the encoder to fine-tune")
     data_dir: str | None = setting(None, "folder with train/test.parquet; else $IMDB_DATA_DIR; else the Hub")
     protocol: str = setting("random_70_10_20", "split protocol: random_70_10_20, official or balanced")
-    split_seed: int = setting(42, "seed of the train/validation/test split, apart from `seed`: runs over seeds score the same test reviews")
+    split_seed: int = setting(42, SPLIT_SEED_HELP)
     max_length: int = setting(512, "tokens kept per review (longer ones are truncated); at most the model's limit")
     max_train_samples: int | None = setting(None, "use only the first N training reviews (quick runs)")
     max_eval_samples: int | None = setting(None, "use only the first N validation reviews")

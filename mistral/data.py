@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from common.config import setting
-from common.data import make_splits
+from common.data import SPLIT_SEED_HELP, make_splits
 
 
 @dataclass
@@ -14,7 +14,7 @@ class DataArguments:
     n_train: int = setting(900, "balanced training reviews (from the official train set)")
     n_eval: int = setting(100, "balanced eval reviews (official train set, none in training)")
     n_test: int = setting(2500, "balanced test reviews (from the official test set)")
-    split_seed: int = setting(42, "seed of the train/validation/test split, apart from `seed`: runs over seeds score the same test reviews")
+    split_seed: int = setting(42, SPLIT_SEED_HELP)
 
 
 def balanced_splits(args: DataArguments):

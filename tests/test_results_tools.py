@@ -1,5 +1,6 @@
 import json
 
+import pandas as pd
 import pytest
 
 from common.plots import PANELS, plot_run
@@ -119,3 +120,65 @@ def test_report_shows_the_intervals_a_run_recorded(tmp_path):
     assert round(lo, 4) == 0.8798 and round(hi, 4) == 0.9171  # Wilson, 900 / 1000, by hand
     report = build_report(tmp_path / "runs")
     assert f"90.00% ({100 * lo:.2f}–{100 * hi:.2f}%)" in report
+
+
+def predictions_run(folder, words, labels, preds, scores, name="predictions.parquet", script="distilbert.train_loop"):
+    """A run folder with results.json and predictions whose reviews have the given lengths in words."""
+    from common.predictions import write_predictions
+
+    if not (folder / "results.json").exists():
+        write_run(folder, metrics_rows(), results_of(script))
+    texts = [f"review{i}<br />a|b " + "w " * (n - 2) for i, n in enumerate(words)]
+    write_predictions(folder / name, texts, labels, preds, scores)
+    return folder
+
+
+def test_accuracy_by_length_quintiles(tmp_path, capsys):
+    from common.plots import accuracy_by_length
+
+    words = list(range(10, 510))                     # 500 reviews, 100 per quintile
+    labels = [i % 2 for i in range(500)]
+    preds = [y if n < 410 else 1 - y for y, n in zip(labels, words)]  # the longest fifth all wrong
+    run = predictions_run(tmp_path / "run", words, labels, preds, [0.9] * 500)
+    table = accuracy_by_length(pd.read_parquet(run / "predictions.parquet"))
+    assert table["words"].tolist() == ["10-109", "110-209", "210-309", "310-409", "410-509"]
+    assert table["n"].tolist() == [100] * 5 and table["accuracy"].tolist() == [1, 1, 1, 1, 0]
+    assert table["low"][0] == pytest.approx(0.963, abs=1e-3) and table["high"][4] == pytest.approx(0.037, abs=1e-3)
+    written = plot_run(run)
+    assert (run / "plots" / "accuracy_by_length.png") in written
+    assert "410-509" in capsys.readouterr().out  # the table is printed too
+
+
+def test_length_figure_for_zero_shot_and_tuned_and_a_note_for_old_predictions(tmp_path, capsys):
+    words, labels = list(range(20, 120)), [0, 1] * 50
+    run = predictions_run(tmp_path / "sft", words, labels, [1] * 100, [0.5] * 100, "predictions_zero_shot.parquet",
+                          "mistral.train_sft")
+    predictions_run(run, words, labels, labels, [2.0] * 100, "predictions_tuned.parquet")
+    from common.plots import length_tables
+
+    tables = length_tables(run)
+    assert list(tables) == ["zero-shot", "tuned"] and tables["tuned"]["accuracy"].tolist() == [1.0] * 5
+    old = run / "predictions_tuned.parquet"
+    pd.read_parquet(old).drop(columns=["words", "text_start"]).to_parquet(old)
+    assert length_tables(run) == {} and "no review lengths" in capsys.readouterr().out
+
+
+def test_report_lists_the_most_confident_errors(tmp_path):
+    from common.report import main as report
+
+    runs = tmp_path / "runs"
+    #            right  wrong 0.99  wrong 0.6  wrong 0.02  right
+    predictions_run(runs / "loop", [10] * 5, [1, 0, 0, 1, 0], [1, 1, 1, 0, 0], [0.999, 0.99, 0.6, 0.02, 0.01])
+    sft = predictions_run(runs / "sft", [10] * 3, [0, 1, 0], [1, 0, 1], [3.0, -8.0, 0.5],
+                          "predictions_zero_shot.parquet", "mistral.train_sft")
+    predictions_run(sft, [10] * 3, [0, 1, 0], [0, 1, 0], [-1.0, 1.0, -1.0], "predictions_tuned.parquet")
+    out = report(["--runs", str(runs), "--out", str(tmp_path / "results" / "RESULTS.md"), "--errors", "2"])
+    errors = (out.parent / "ERRORS.md").read_text()
+    assert "`ERRORS.md` beside this file" in out.read_text()
+    loop = errors.split("## `")[1]
+    assert [line.split(" | ")[0] for line in loop.splitlines() if line.startswith("| ") and "---" not in line][1:] \
+        == ["| 1", "| 3"]  # 0.99 and 0.02 (the surest), not 0.6, never a right answer
+    assert "| negative | positive | 0.990 | review1 a\\|b w w" in loop  # <br /> and | made safe for the table
+    zero_shot, tuned = errors.split("## `")[2:]
+    assert zero_shot.index("| 1 | positive | negative | -8.000") < zero_shot.index("| 0 | negative | positive | 3.000")
+    assert "No scored errors" in tuned

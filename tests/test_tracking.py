@@ -8,7 +8,8 @@ from common.tracking import RunLogger, read_metrics, wandb_mode
 
 
 def run(tmp_path, report_to):
-    logger = RunLogger(tmp_path / "run", {"lr": 0.1, "wandb_api_key": "secret-value", "seed": 1}, report_to)
+    logger = RunLogger(tmp_path / "run", {"lr": 0.1, "wandb_api_key": "secret-value", "seed": 1,
+                                                 "average_tokens_across_devices": True}, report_to)
     logger.log({"train/loss": 0.7, "train/learning_rate": 0.1}, step=1)
     logger.log({"eval/accuracy": 0.5}, step=2)
     logger.finish({"test": {"accuracy": 0.9, "n": 10}})
@@ -18,6 +19,7 @@ def run(tmp_path, report_to):
 def check_files(folder):
     config = yaml.safe_load((folder / "config.yaml").read_text())
     assert config["lr"] == 0.1 and config["wandb_api_key"] == "<redacted>"
+    assert config["average_tokens_across_devices"] is True  # a setting whose name says token, not a credential
     rows = read_metrics(folder / "metrics.jsonl")
     assert rows == [{"step": 1, "train/loss": 0.7, "train/learning_rate": 0.1}, {"step": 2, "eval/accuracy": 0.5}]
     results = json.loads((folder / "results.json").read_text())
