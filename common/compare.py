@@ -11,14 +11,13 @@ must every example's text hash, label and position. An unparsed generated answer
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from common.config import UserError, run_main
+from common.config import UserError, cli_parser, run_main
 from common.predictions import prediction_files
 from common.stats import mcnemar_exact, wilson_interval
 
@@ -79,8 +78,7 @@ def describe(r: dict) -> str:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m common.compare", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = cli_parser("common.compare", __doc__)
     parser.add_argument("runs", nargs="+", help="two run folders, or one Mistral SFT run (zero-shot vs tuned)")
     args = parser.parse_args(argv)
     runs = [Path(r) for r in args.runs]

@@ -8,6 +8,7 @@ with the list of valid ones, so a typo never silently runs the default.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import sys
@@ -50,6 +51,13 @@ def setting(default: Any = dataclasses.MISSING, help: str = "") -> Any:  # noqa:
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata={"help": help})
     return dataclasses.field(default=default, metadata={"help": help})
+
+
+def cli_parser(module: str, doc: str) -> argparse.ArgumentParser:
+    """The argument parser of a tool without a settings dataclass: `python -m MODULE`, the first paragraph of its
+    docstring, and each option's default in --help."""
+    return argparse.ArgumentParser(prog=f"python -m {module}", description=doc.split("\n\n")[0],
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
 
 ORDER = "Settings: the defaults below, then the YAML file's values, then --key value on the command line."

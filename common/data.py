@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from common.config import UserError, first_line, run_main
+from common.config import UserError, cli_parser, first_line, run_main
 from common.io import atomic_write, write_json
 
 HUB_ID = "stanfordnlp/imdb"
@@ -250,8 +250,7 @@ def export(protocol: str, seed: int, out: str | Path, data_dir=None, **sizes) ->
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m common.data", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = cli_parser("common.data", __doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("export", help="write one parquet per split plus manifest.json",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)

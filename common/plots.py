@@ -13,14 +13,13 @@ Works for the runs of every script (they share metric names); missing metrics ar
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from pathlib import Path
 
 import pandas as pd
 
-from common.config import UserError, run_main
+from common.config import UserError, cli_parser, run_main
 from common.data import LABEL_NAMES
 from common.predictions import prediction_files
 from common.report import evaluations
@@ -197,8 +196,7 @@ def plot_run(run: str | Path, to: str | Path | None = None) -> list[Path]:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m common.plots", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = cli_parser("common.plots", __doc__)
     parser.add_argument("run", help="a run folder (holding metrics.jsonl and/or results.json)")
     parser.add_argument("--to", help="also copy the PNGs into this folder, e.g. images/distilbert/")
     args = parser.parse_args(argv)

@@ -12,13 +12,12 @@ runs are) are marked as smoke runs and listed apart: they show that the code run
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import pandas as pd
 
-from common.config import UserError, run_main
+from common.config import UserError, cli_parser, run_main
 from common.data import LABEL_NAMES
 from common.io import atomic_write
 from common.predictions import prediction_files
@@ -175,8 +174,7 @@ def build_errors(runs: Path, k: int) -> str:
 
 
 def main(argv=None) -> Path:
-    parser = argparse.ArgumentParser(prog="python -m common.report", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = cli_parser("common.report", __doc__)
     parser.add_argument("--runs", default="runs", help="folder searched for results.json files")
     parser.add_argument("--out", default="results/RESULTS.md", help="the markdown file written")
     parser.add_argument("--errors", type=int, default=5, help="confident errors listed per evaluation in ERRORS.md "

@@ -10,12 +10,11 @@ reviews were the same in every run (the split held fixed: the spread is the trai
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 from pathlib import Path
 
-from common.config import UserError, load_yaml, run_main
+from common.config import UserError, cli_parser, load_yaml, run_main
 from common.io import write_json
 from common.report import evaluations
 
@@ -85,8 +84,7 @@ def describe(summary: dict) -> str:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m common.seeds", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = cli_parser("common.seeds", __doc__)
     parser.add_argument("folder", help="the folder holding seed_*/ run folders (make seeds' OUT)")
     summary = summarize(parser.parse_args(argv).folder)
     print(describe(summary))

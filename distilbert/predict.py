@@ -8,13 +8,12 @@ Prints one line per text: label, probability of that label, the start of the tex
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from common.config import UserError, first_line, run_main
+from common.config import UserError, cli_parser, first_line, run_main
 from common.data import clean_text
 from distilbert.data import Collator, sorted_batches
 
@@ -62,8 +61,7 @@ def predict(model, tokenizer, texts: list[str], batch_size: int = 32, max_length
 
 
 def main(argv=None) -> list[tuple[str, float]]:
-    parser = argparse.ArgumentParser(prog="python -m distilbert.predict", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = cli_parser("distilbert.predict", __doc__)
     parser.add_argument("texts", nargs="*", help="review texts")
     parser.add_argument("--model", required=True, help="a model folder, e.g. runs/distilbert_loop/best_model")
     parser.add_argument("--file", help="a .txt (one review per line), .parquet or .csv file")

@@ -148,6 +148,19 @@ def test_help_lists_every_setting_with_its_default_and_meaning(module, capsys):
             assert " ".join(f.metadata["help"].split()) in text, f"{module} --help: no meaning of {f.name}"
 
 
+@pytest.mark.parametrize("module", ["common.report", "common.compare", "common.plots", "common.seeds", "common.data"])
+def test_tools_help_names_the_tool_and_what_it_does(module, capsys):
+    import importlib
+
+    source = importlib.import_module(module)
+    with pytest.raises(SystemExit) as exit_:
+        source.main(["--help"])
+    assert exit_.value.code in (0, None)
+    text = " ".join(capsys.readouterr().out.split())
+    assert text.startswith(f"usage: python -m {module} ")
+    assert " ".join(source.__doc__.split("\n\n")[0].split()) in text  # the docstring's first paragraph
+
+
 def test_help_names_the_script_and_exits_0():
     proc = subprocess.run([sys.executable, "-m", "baseline.tfidf", "--help"], capture_output=True, text=True,
                           cwd=ROOT)
