@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -16,6 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from common.config import parse_config, run_main, setting, to_dict
 from common.data import SPLIT_SEED_HELP, make_splits, summary_line
 from common.metrics import classification_metrics, scalar_metrics
+from common.predictions import write_predictions
 from common.tracking import RunLogger
 
 
@@ -52,8 +54,11 @@ def fit_and_score(cfg: BaselineConfig, splits: dict) -> dict:
         if best is None or val["accuracy"] > best[1]["accuracy"]:
             best = (model, val, c)
     model, val, c = best
-    test = classification_metrics(splits["test"]["label"], model.predict(x_test))
-    return {"best_C": c, "n_features": x_train.shape[1], "validation": val, "test": test}
+    p_positive = model.predict_proba(x_test)[:, list(model.classes_).index(1)]
+    predictions = (p_positive > 0.5).astype(int)  # what model.predict gives, with the score kept for the errors list
+    test = classification_metrics(splits["test"]["label"], predictions)
+    return {"best_C": c, "n_features": x_train.shape[1], "validation": val, "test": test,
+            "test_predictions": (predictions, p_positive)}
 
 
 def main(argv=None) -> dict:
@@ -64,6 +69,9 @@ def main(argv=None) -> dict:
         print(summary_line(name, info))
     logger = RunLogger(cfg.output_dir, to_dict(cfg), cfg.report_to, run_name=f"baseline-{cfg.protocol}")
     scores = fit_and_score(cfg, splits)
+    predictions, p_positive = scores.pop("test_predictions")
+    write_predictions(Path(cfg.output_dir) / "predictions.parquet", splits["test"]["text"].tolist(),
+                      splits["test"]["label"].tolist(), predictions, p_positive)
     logger.log({f"eval/{k}": v for k, v in scalar_metrics(scores["validation"]).items()}, step=0)
     logger.log({f"test/{k}": v for k, v in scalar_metrics(scores["test"]).items()}, step=0)
     results = {"script": "baseline.tfidf", "model": f"tfidf(1-{cfg.ngram_max}gram)+logreg", **scores,
