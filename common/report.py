@@ -144,8 +144,9 @@ def confident_errors(frame: pd.DataFrame, margins: bool, k: int) -> pd.DataFrame
 
 
 def quoted(text: str) -> str:
-    """A review's start made safe for one markdown table cell (IMDB marks line breaks with <br />)."""
-    return " ".join(text.replace("<br />", " ").replace("|", "\\|").split())
+    """A review's start made safe for one markdown table cell: one line (common.data turned <br /> into line
+    breaks), pipes escaped."""
+    return " ".join(text.replace("|", "\\|").split())
 
 
 def build_errors(runs: Path, k: int) -> str:

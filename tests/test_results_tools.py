@@ -128,7 +128,7 @@ def predictions_run(folder, words, labels, preds, scores, name="predictions.parq
 
     if not (folder / "results.json").exists():
         write_run(folder, metrics_rows(), results_of(script))
-    texts = [f"review{i}<br />a|b " + "w " * (n - 2) for i, n in enumerate(words)]
+    texts = [f"review{i}\n\na|b " + "w " * (n - 2) for i, n in enumerate(words)]  # cleaned text: line breaks
     write_predictions(folder / name, texts, labels, preds, scores)
     return folder
 
@@ -178,7 +178,7 @@ def test_report_lists_the_most_confident_errors(tmp_path):
     loop = errors.split("## `")[1]
     assert [line.split(" | ")[0] for line in loop.splitlines() if line.startswith("| ") and "---" not in line][1:] \
         == ["| 1", "| 3"]  # 0.99 and 0.02 (the surest), not 0.6, never a right answer
-    assert "| negative | positive | 0.990 | review1 a\\|b w w" in loop  # <br /> and | made safe for the table
+    assert "| negative | positive | 0.990 | review1 a\\|b w w" in loop  # line breaks and | made safe for the table
     zero_shot, tuned = errors.split("## `")[2:]
     assert zero_shot.index("| 1 | positive | negative | -8.000") < zero_shot.index("| 0 | negative | positive | 3.000")
     assert "No scored errors" in tuned
