@@ -75,7 +75,8 @@ def main(argv=None) -> dict:
     logger.log({f"eval/{k}": v for k, v in scalar_metrics(scores["validation"]).items()}, step=0)
     logger.log({f"test/{k}": v for k, v in scalar_metrics(scores["test"]).items()}, step=0)
     results = {"script": "baseline.tfidf", "model": f"tfidf(1-{cfg.ngram_max}gram)+logreg", **scores,
-               "manifest": manifest, "wall_time_s": round(time.perf_counter() - start, 1)}
+               "manifest": manifest, "num_processes": 1,  # scikit-learn in this one process, under a launcher too
+               "wall_time_s": round(time.perf_counter() - start, 1)}
     logger.finish(results)
     t = scores["test"]
     print(f"test accuracy {t['accuracy']:.4f}  macro F1 {t['f1']:.4f}  confusion [[tn, fp], [fn, tp]] "

@@ -28,10 +28,12 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
 
 @contextmanager
 def atomic_folder(path: str | Path) -> Iterator[Path]:
-    """Yield path.tmp to write a folder into; rename it to path when the block ends without error. An interrupted
-    write leaves only *.tmp (removed on error), never a half-written folder under the final name."""
+    """Yield path.tmp to write a folder into; swap it in for path when the block ends without error. An interrupted
+    write leaves only *.tmp (removed on error), never a half-written folder under the final name. The old folder is
+    moved aside (path.old), the new one renamed in, and only then is the old one deleted: a failed swap puts the old
+    one back, and a process killed between the two renames still has it, whole, in path.old."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp, old = path.with_name(path.name + ".tmp"), path.with_name(path.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
@@ -39,8 +41,16 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    shutil.rmtree(path, ignore_errors=True)
-    tmp.rename(path)
+    shutil.rmtree(old, ignore_errors=True)
+    if path.exists():
+        path.rename(old)
+    try:
+        tmp.rename(path)
+    except BaseException:
+        if old.exists() and not path.exists():
+            old.rename(path)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def numbered(folder: Path, prefix: str, marker: str) -> list[Path]:

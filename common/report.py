@@ -74,7 +74,7 @@ def rows_of(folder: Path, results: dict) -> list[list[str]]:
         rows.append([f"`{folder}`" + (f" ({label})" if label else ""), results.get("script", "?"),
                      str(results.get("model", "?")), manifest.get("protocol", "?"),
                      " / ".join(f"{sizes[k]:,}" for k in ("train", "validation", "test") if k in sizes),
-                     pct(m["accuracy_all"]) if "accuracy_all" in m else with_interval(m, "accuracy", pct),
+                     with_interval(m, "accuracy", pct),
                      with_interval(m, "f1", lambda v: f"{v:.4f}"),
                      pct(m.get("accuracy_negative")), pct(m.get("accuracy_positive")),
                      f"{results['wall_time_s']:.0f} s" if "wall_time_s" in results else "-",

@@ -68,7 +68,7 @@ class LoopConfig:
     logging_steps: int = setting(50, "log training metrics every N optimizer steps")
     eval_steps: int | None = setting(None, "also evaluate every N steps (always at each epoch's end)")
     save_steps: int = setting(500, "save a checkpoint every N optimizer steps (and at the end)")
-    save_total_limit: int = setting(2, "step checkpoints kept (best_model/ is separate)")
+    save_total_limit: int | None = setting(2, "step checkpoints kept (best_model/ is separate); none, 0 or less: all")
     resume_from_checkpoint: str | None = setting(None, "a checkpoint folder, or latest (the newest in output_dir)")
     cache_dir: str | None = setting(".cache/tokenized", "where tokenised splits are cached; none: tokenise each run")
     report_to: str = setting("wandb", "wandb (offline without an API key) or none")
@@ -153,8 +153,11 @@ def step_checkpoints(folder: Path) -> list[Path]:
     return numbered(folder, "step", "state.json")
 
 
-def prune_checkpoints(folder: Path, keep: int) -> None:
-    for old in step_checkpoints(folder)[:-keep or None]:
+def prune_checkpoints(folder: Path, keep: int | None) -> None:
+    """Keep the newest `keep` step checkpoints; None, 0 or less keeps them all (Hugging Face's meaning)."""
+    if keep is None or keep <= 0:
+        return
+    for old in step_checkpoints(folder)[:-keep]:
         shutil.rmtree(old)
 
 
@@ -331,11 +334,11 @@ def main(argv=None) -> dict | None:
     collate = Collator(tokenizer.pad_token_id, pad_to)
 
     logger = None
+    resumed = json.loads((resume / "state.json").read_text()) if resume else {}
     if accelerator.is_main_process:
         for name, df in splits.items():
             accelerator.print(summary_line(name, {**manifest["splits"][name], "size": len(df)}))
-        resume_step = json.loads((resume / "state.json").read_text())["global_step"] if resume else None
-        logger = RunLogger(cfg.output_dir, to_dict(cfg), cfg.report_to, cfg.run_name, resume_step)
+        logger = RunLogger(cfg.output_dir, to_dict(cfg), cfg.report_to, cfg.run_name, resumed.get("global_step"))
     train_start = time.perf_counter()
     state = train(cfg, accelerator, model, tokenizer, data, collate, logger, resume)
     train_runtime = time.perf_counter() - train_start
@@ -348,7 +351,10 @@ def main(argv=None) -> dict | None:
         return None
     write_predictions(Path(cfg.output_dir) / "predictions.parquet", splits["test"]["text"].tolist(),
                       splits["test"]["label"].tolist(), per_example["prediction"], per_example["score"])
-    throughput = {"train_samples_per_second": state["train_samples"] / train_runtime,
+    # train_samples_per_second counts what this process trained: a resumed run's checkpoint holds the samples and
+    # step time of the part before the resume too, which this train() call's wall time does not cover
+    trained_here = state["train_samples"] - resumed.get("train_samples", 0)
+    throughput = {"train_samples_per_second": trained_here / train_runtime, "train_runtime": round(train_runtime, 3),
                   "train_step_samples_per_second": state["train_samples"] / max(state["train_time_s"], 1e-9)}
     return finish_run(logger, "distilbert.train_loop", cfg.model_name_or_path, model, test,
                       json.loads((best / "best.json").read_text())["validation"], state["best_step"],

@@ -8,8 +8,9 @@ mode score (default): one batched forward pass per batch of left-padded prompts;
 answer is more probable at the answer position: the probabilities of the first tokens of its variants (the trained
 form, and with `answer_variants` its case and leading-space variants: positive, Positive, ▁positive, ...) summed.
 Deterministic, nothing to parse, every review gets an answer. mode generate: greedy generation one review at a time
-and parsing of the text, as the original work did; outputs that name neither label are counted and reported as
-`unparsed`, not silently called negative.
+and parsing of the text, as the original work did; outputs that name neither label are counted as wrong and reported
+as `unparsed`, not silently called negative (`accuracy` covers every review in both modes; `parsed` holds the
+metrics of the parsed answers alone).
 """
 from __future__ import annotations
 
@@ -19,11 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
+from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
 from common.config import UserError, parse_hf_args, run_main, setting
 from common.data import summary_line
-from common.distributed import gather_lists, is_main_process, shard
 from common.metrics import classification_metrics, scalar_metrics
 from common.predictions import write_predictions
 from common.tracking import RunLogger
@@ -110,41 +112,44 @@ def generate_labels(model, fmt: PromptFormat, reviews: list[str], answer_words: 
     return preds, texts
 
 
+def generate_metrics(labels: list[int], preds: list[int | None]) -> dict:
+    """Metrics of parsed generations over all reviews, as in score mode: an unparsed answer counts as the wrong label
+    (in accuracy, its interval, the per-class accuracies, F1 and the confusion matrix), so `accuracy` means the same
+    in both modes. `parsed` holds the same metrics over the parsed answers alone (None when none parsed)."""
+    counted = [1 - y if p is None else p for y, p in zip(labels, preds)]
+    parsed = [(y, p) for y, p in zip(labels, preds) if p is not None]
+    return {**classification_metrics(labels, counted), "unparsed": len(labels) - len(parsed),
+            "parsed": classification_metrics(*zip(*parsed)) if parsed else None}
+
+
 def evaluate_reviews(model, fmt: PromptFormat, reviews: list[str], labels: list[int], mode: str = "score",
                      batch_size: int = 8, answer_words: list[str] | None = None, max_new_tokens: int = 5,
                      desc: str = "score", predictions_path: Path | None = None) -> dict:
     """Metrics of one evaluation: accuracy, per-class accuracy, macro F1, confusion matrix, n (+ unparsed); with
     predictions_path, each review's prediction and score there too (common/predictions.py). Under a launcher each
     process scores its share of the reviews and every process gets the metrics of all."""
-    start = time.perf_counter()
-    mine = list(shard(len(reviews)))
-    texts = [reviews[i] for i in mine]
-    if mode == "score":
-        margins = score_margins(model, fmt, texts, batch_size, desc)
-        local = [(int(m > 0), m) for m in margins]
-    else:
-        local = [(p, None) for p in generate_labels(model, fmt, texts, answer_words, max_new_tokens)[0]]
-    gathered = dict(gather_lists(list(zip(mine, local))))
+    start, state = time.perf_counter(), PartialState()
+    with state.split_between_processes(list(range(len(reviews)))) as mine:
+        texts = [reviews[i] for i in mine]
+        if mode == "score":
+            local = [(int(m > 0), m) for m in score_margins(model, fmt, texts, batch_size, desc)]
+        else:
+            local = [(p, None) for p in generate_labels(model, fmt, texts, answer_words, max_new_tokens)[0]]
+        gathered = dict(gather_object(list(zip(mine, local))))
     preds, scores = zip(*(gathered[i] for i in range(len(reviews))))
-    if predictions_path and is_main_process():
+    if predictions_path and state.is_main_process:
         write_predictions(predictions_path, reviews, labels, preds, None if mode == "generate" else scores)
-    if mode == "score":
-        metrics = classification_metrics(labels, preds)
-        metrics["unparsed"] = 0
-    else:
-        parsed = [(y, p) for y, p in zip(labels, preds) if p is not None]
-        # accuracy over all reviews counts an unparsed answer as wrong; the other metrics cover parsed ones
-        metrics = classification_metrics(*zip(*parsed)) if parsed else {"n": 0}
-        metrics["accuracy_all"] = sum(y == p for y, p in parsed) / len(labels)
-        metrics["unparsed"] = len(labels) - len(parsed)
-        metrics["n"] = len(labels)
+    metrics = generate_metrics(labels, preds) if mode == "generate" else {**classification_metrics(labels, preds),
+                                                                          "unparsed": 0}
     metrics["mode"] = mode
     metrics["examples_per_second"] = len(reviews) / (time.perf_counter() - start)
     return metrics
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> dict | None:
     args, data_args, model_args, prompt_args = parse_hf_args(SETTINGS, argv)
+    # under accelerate launch / torchrun: joins the process group (gloo on CPU), so the reviews split between ranks
+    state = PartialState(cpu=not torch.cuda.is_available())
     if args.mode not in MODES:
         raise UserError(f"mode: expected one of {', '.join(MODES)}, got {args.mode!r}")
     splits, manifest = balanced_splits(data_args)
@@ -160,19 +165,22 @@ def main(argv=None) -> dict:
                                  args.trust_remote_code, tokenizer)
     if args.adapter:
         model = load_adapter(model, args.adapter)
-    config = {**vars(args), **vars(data_args), **vars(model_args), **vars(prompt_args)}
-    logger = RunLogger(args.output_dir, config, args.report_to)
     df = splits[args.split]
     metrics = evaluate_reviews(model, fmt, df["text"].tolist(), df["label"].tolist(), args.mode, args.batch_size,
                                prompt_args.answer_words, args.max_new_tokens,
                                predictions_path=Path(args.output_dir) / "predictions.parquet")
+    if not state.is_main_process:  # every rank has the gathered metrics; rank 0 alone writes and reports them
+        return None
+    config = {**vars(args), **vars(data_args), **vars(model_args), **vars(prompt_args)}
+    logger = RunLogger(args.output_dir, config, args.report_to)
     logger.log({f"{args.split}/{k}": v for k, v in scalar_metrics(metrics).items()}, 0)
     results = {"script": "mistral.evaluate", "model": model_args.model_name_or_path, "adapter": args.adapter,
                "model_parameters": sum(p.numel() for p in model.parameters()),
-               "split": args.split, args.split: metrics, "manifest": manifest}
+               "split": args.split, args.split: metrics, "manifest": manifest,
+               "num_processes": state.num_processes}
     logger.finish(results)
     extra = f", {metrics['unparsed']} unparsed" if args.mode == "generate" else ""
-    print(f"{args.split} accuracy {metrics.get('accuracy_all', metrics.get('accuracy', 0.0)):.4f} on {metrics['n']} "
+    print(f"{args.split} accuracy {metrics['accuracy']:.4f} on {metrics['n']} "
           f"reviews ({args.mode}{extra}, {metrics['examples_per_second']:.1f} reviews/s) "
           f"-> {args.output_dir}/results.json")
     return results

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
 
 from common.config import UserError, first_line, setting
-from common.distributed import local_rank
 from common.io import check_model_path, model_load_error
 from common.precision import compute_dtype
 from mistral.prompts import set_padding
@@ -47,7 +47,7 @@ def load_base(name: str, load_in_4bit: bool = True, dtype: str = "auto", trust_r
     torch_dtype = compute_dtype(dtype)
     quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                       bnb_4bit_compute_dtype=torch_dtype) if load_in_4bit else None
-    device_map = {"": local_rank()} if torch.cuda.is_available() else None  # one GPU per process
+    device_map = {"": PartialState().local_process_index} if torch.cuda.is_available() else None  # one GPU per process
     try:
         model = AutoModelForCausalLM.from_pretrained(name, quantization_config=quantization, dtype=torch_dtype,
                                                      device_map=device_map, trust_remote_code=trust_remote_code)

@@ -23,13 +23,14 @@ from pathlib import Path
 
 import datasets
 import torch
+from accelerate import PartialState
 from transformers import TrainerCallback, set_seed
 from trl import SFTConfig, SFTTrainer
 
 from common.callbacks import MetricsLogger, checkpoint_step, find_trainer_checkpoint
 from common.config import UserError, parse_hf_args, run_main, setting
 from common.data import summary_line
-from common.distributed import barrier, is_main_process, one_gpu_per_process
+from common.distributed import one_gpu_per_process
 from common.io import write_json
 from common.metrics import scalar_metrics
 from common.tracking import RunLogger, configure_trainer_wandb
@@ -73,32 +74,41 @@ class EvalAccuracy(TrainerCallback):
                 model.save_pretrained(self.folder)
                 self.fmt.tokenizer.save_pretrained(self.folder)
                 write_json(self.folder / "best.json", self.best)
-            barrier()
+            PartialState().wait_for_everyone()
 
 
 class LearningGuard(TrainerCallback):
-    """Stops the run, with no results written, when the first optimizer steps leave a trainable tensor as it was:
-    no gradient reaches it, so a "tuned" accuracy would report a model that learned nothing."""
+    """Stops the run, with no results written, when a trainable tensor gets no gradient: a "tuned" accuracy would
+    report a model that did not learn. Every trainable tensor must get a finite, nonzero gradient in at least one of
+    the first STEPS optimizer steps actually taken. Judged on the gradients before each step (after backward and
+    clipping, before zero_grad), not on whether weights moved: AdamW's decoupled weight decay moves a tensor whose
+    gradient is zero. Under fp16 a step with a non-finite gradient is one the GradScaler skips, so it does not count."""
 
-    STEPS = 3  # lr is 0 at the first warm-up step; lora_B moves at the next one, lora_A (needing B != 0) after it
+    STEPS = 3  # lr is 0 at the first warm-up step; lora_B moves at the next; lora_A's gradient is 0 until B is not
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         self.steps = 0
-        self.before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+        self.silent = {n for n, p in model.named_parameters() if p.requires_grad}  # no nonzero gradient yet
+        self.total = len(self.silent)
         self.check_at = min(self.STEPS, max(state.max_steps - state.global_step, 1))
 
-    def on_step_end(self, args, state, control, model=None, **kwargs):
-        self.steps += 1
-        if self.before is None or self.steps < self.check_at:
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        if self.silent is None:
             return
-        after = dict(model.named_parameters())
-        unchanged = [n for n, p in self.before.items() if torch.equal(p, after[n].detach().to(p.device))]
-        # with fewer steps than lora_A needs, only "nothing moved at all" proves there was no gradient
-        if len(unchanged) == len(self.before) or (self.check_at == self.STEPS and unchanged):
-            raise UserError(f"training is not learning: after {self.steps} optimizer steps {len(unchanged)} of "
-                            f"{len(self.before)} trainable tensors are unchanged (first: {unchanged[0]}); no results "
-                            "written")
-        self.before = None  # checked once; frees the copy
+        grads = [(n, p.grad) for n, p in model.named_parameters() if p.requires_grad]
+        finite = {n for n, g in grads if g is not None and bool(torch.isfinite(g).all())}
+        if args.fp16 and len(finite) < sum(g is not None for _, g in grads):
+            return  # the GradScaler skips this step
+        self.steps += 1
+        self.silent -= {n for n, g in grads if n in finite and bool(g.count_nonzero())}
+        if self.steps < self.check_at:
+            return
+        # with fewer steps than lora_A needs, only "no gradient at all" proves there was none
+        if self.silent and (self.check_at == self.STEPS or len(self.silent) == self.total):
+            raise UserError(f"training is not learning: in the first {self.steps} optimizer steps {len(self.silent)} "
+                            f"of {self.total} trainable tensors got no finite, nonzero gradient (first: "
+                            f"{sorted(self.silent)[0]}); no results written")
+        self.silent = None  # checked once
 
 
 def configure(sft: SFTConfig, model_args: ModelArguments) -> SFTConfig:
@@ -122,7 +132,7 @@ def zero_shot_once(model, fmt, test, manifest: dict, batch_size: int, path: Path
             return saved["metrics"]
     metrics = evaluate_reviews(model, fmt, test["text"].tolist(), test["label"].tolist(), batch_size=batch_size,
                                desc="zero-shot", predictions_path=path.with_name("predictions_zero_shot.parquet"))
-    if is_main_process():
+    if PartialState().is_main_process:
         write_json(path, {"test_sha256": test_hash, "metrics": metrics})
     return metrics
 
@@ -202,6 +212,7 @@ def main(argv=None) -> dict | None:
         "quantization": "nf4-double-quant" if model_args.load_in_4bit else None,
         "zero_shot": zero_shot, "tuned": tuned, "best_epoch": best["epoch"], "best_step": best["step"],
         "validation": best["validation"], "global_step": trainer.state.global_step, "manifest": manifest,
+        "num_processes": sft.world_size,
         "train_samples_per_second": train_metrics["train_samples_per_second"],
         "train_step_samples_per_second": train_metrics["train_step_samples_per_second"],
         "wall_time_s": round(time.perf_counter() - start, 1),

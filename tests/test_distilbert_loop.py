@@ -99,6 +99,9 @@ def test_resume_matches_uninterrupted(device, precision, tiny_distilbert, imdb_d
                              "--resume_from_checkpoint", "latest"))
 
     assert resumed["global_step"] == full["global_step"] == 32
+    # throughput counts what each process trained: 2 epochs x 256 reviews in one, steps 25-32 x 16 in the other
+    assert full["train_samples_per_second"] * full["train_runtime"] == pytest.approx(512, rel=1e-3)
+    assert resumed["train_samples_per_second"] * resumed["train_runtime"] == pytest.approx(8 * 16, rel=1e-3)
     assert resumed["test"]["loss"] == pytest.approx(full["test"]["loss"], abs=1e-5)
     assert resumed["test"]["accuracy"] == full["test"]["accuracy"]
     a = load_file(tmp_path / "full" / "checkpoints" / "step-0000032" / "model.safetensors")
@@ -112,6 +115,18 @@ def test_resume_matches_uninterrupted(device, precision, tiny_distilbert, imdb_d
         assert 0 < resumed["skipped_steps"] < 32
         scheduler = torch.load(tmp_path / "cut" / "checkpoints" / "step-0000032" / "scheduler.pt")
         assert scheduler["last_epoch"] == 32 - resumed["skipped_steps"]  # the schedule waited at each skipped one
+
+
+def test_save_total_limit_of_zero_or_none_keeps_every_checkpoint(tmp_path):
+    folder = tmp_path / "checkpoints"
+    for step in (2, 4, 6):
+        (folder / f"step-{step:07d}").mkdir(parents=True)
+        (folder / f"step-{step:07d}" / "state.json").write_text("{}")
+    for keep in (0, -1, None):  # Hugging Face's meaning: no limit
+        loop.prune_checkpoints(folder, keep)
+        assert len(loop.step_checkpoints(folder)) == 3
+    loop.prune_checkpoints(folder, 2)
+    assert [p.name for p in loop.step_checkpoints(folder)] == ["step-0000004", "step-0000006"]
 
 
 def test_length_grouped_batches_cover_every_example_once():

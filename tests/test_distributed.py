@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-from common.distributed import gather_lists, one_gpu_per_process, rank_and_world, shard
+from common.distributed import one_gpu_per_process
 from tests.conftest import ROOT
 from tests.test_distilbert_loop import args as loop_args
 from tests.test_distilbert_trainer import args as trainer_args
-from tests.test_mistral import sft_args
+from tests.test_mistral import EVAL_CONFIG, sft_args
 
 ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
 
@@ -24,12 +24,6 @@ def launch(config: str, module: str, argv: list[str]) -> subprocess.CompletedPro
     done = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
-
-
-def test_without_a_process_group_every_helper_is_the_single_process_case():
-    assert rank_and_world() == (0, 1)
-    assert list(shard(5)) == [0, 1, 2, 3, 4]
-    assert gather_lists([3, 1]) == [3, 1]
 
 
 def test_several_visible_gpus_without_a_launcher_train_on_one(tmp_path, capsys):
@@ -45,9 +39,7 @@ def test_several_visible_gpus_without_a_launcher_train_on_one(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_sft_two_processes_share_the_work_and_rank_0_writes(tmp_path, imdb_dir):
-    from tests.tiny_models import CHAT_TEMPLATE, save_tiny_mistral
-
-    model = save_tiny_mistral(tmp_path / "model", chat_template=CHAT_TEMPLATE)
+    model = two_sided_mistral(tmp_path / "model")
     out = tmp_path / "run"
     done = launch("mistral_qlora_ddp.yaml", "mistral.train_sft", sft_args(model, imdb_dir, out, "--use_cpu", "true"))
     assert done.stdout.count("test accuracy: zero-shot") == 1  # one process reports
@@ -66,10 +58,46 @@ def test_sft_two_processes_share_the_work_and_rank_0_writes(tmp_path, imdb_dir):
     from common.data import make_splits
 
     splits, _ = make_splits("balanced", 42, str(imdb_dir), 24, 10, 20)
-    base, tokenizer = load_base(str(model), load_in_4bit=False)
+    base, tokenizer = load_base(str(model), load_in_4bit=True)  # as the run loads it (configs/mistral_sft.yaml)
     single = ev.evaluate_reviews(base, make_format(tokenizer, PromptArguments(), 96), splits["test"]["text"].tolist(),
                          splits["test"]["label"].tolist())
     assert results["zero_shot"]["confusion_matrix"] == single["confusion_matrix"]
+    assert all(sum(column) > 0 for column in zip(*single["confusion_matrix"]))  # both labels predicted
+    assert results["num_processes"] == 2
+
+
+def two_sided_mistral(folder):
+    """A tiny Mistral whose untuned answers take both labels (its window covers the prompt and its weights are large
+    enough to move the answer's logits), so equal confusion matrices are a real check."""
+    from tests.tiny_models import CHAT_TEMPLATE, save_tiny_mistral
+
+    return save_tiny_mistral(folder, chat_template=CHAT_TEMPLATE, sliding_window=256, initializer_range=0.3, seed=1)
+
+
+@pytest.mark.slow
+def test_evaluate_two_processes_split_the_reviews_and_rank_0_reports(tmp_path, imdb_dir):
+    model, out = two_sided_mistral(tmp_path / "model"), tmp_path / "eval"
+    argv = ["--config", EVAL_CONFIG, "--model_name_or_path", str(model), "--data_dir", str(imdb_dir), "--n_train",
+            "24", "--n_eval", "10", "--n_test", "20", "--max_length", "96", "--batch_size", "1",
+            "--output_dir", str(out), "--report_to", "none", "--load_in_4bit", "false"]
+    done = launch("ddp.yaml", "mistral.evaluate", argv)
+    assert done.stdout.count("test accuracy") == 1  # rank 0 alone reports
+    # batches of one review: each process's progress bar counts its half of the 20
+    assert "/10 [" in done.stderr and "/20 [" not in done.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["num_processes"] == 2 and results["test"]["n"] == 20
+
+    from common.data import make_splits
+    from mistral import evaluate as ev
+    from mistral.model import load_base
+    from mistral.prompts import PromptArguments, make_format
+
+    test = make_splits("balanced", 42, str(imdb_dir), 24, 10, 20)[0]["test"]
+    base, tokenizer = load_base(str(model), load_in_4bit=False)
+    single = ev.evaluate_reviews(base, make_format(tokenizer, PromptArguments(), 96), test["text"].tolist(),
+                                 test["label"].tolist())
+    assert results["test"]["confusion_matrix"] == single["confusion_matrix"]  # gathered: exactly one process's
+    assert all(sum(column) > 0 for column in zip(*single["confusion_matrix"]))
 
 
 @pytest.mark.slow

@@ -150,7 +150,7 @@ def test_4bit_lora_trains_every_adapter_matrix_after_an_evaluation(tiny_mistral,
 
 def test_run_that_cannot_learn_stops_without_results(tiny_mistral, imdb_dir, tmp_path):
     out = tmp_path / "run"
-    with pytest.raises(UserError, match="training is not learning: after 3 optimizer steps 8 of 8 trainable"):
+    with pytest.raises(UserError, match="training is not learning: in the first 3 optimizer steps 4 of 8 trainable"):
         train_sft.main(sft_args(tiny_mistral, imdb_dir, out, "--learning_rate", "0", "--num_train_epochs", "1"))
     assert not (out / "results.json").exists()
 
@@ -255,7 +255,19 @@ def test_generate_mode_reports_unparsed():
     assert ev.parse_answer("I think so", ["negative", "positive"]) is None
 
 
-def test_evaluate_generate_mode_counts_unparsed(tiny_mistral, imdb_dir, tmp_path):
+def test_generate_metrics_count_an_unparsed_answer_as_wrong():
+    # 4 reviews: one right, one wrong, two unparsed -> 1 of 4 right over all reviews; 1 of 2 among the parsed
+    m = ev.generate_metrics([0, 1, 0, 1], [0, 0, None, None])
+    assert m["accuracy"] == 0.25 and m["n"] == 4 and m["unparsed"] == 2
+    assert m["confusion_matrix"] == [[1, 1], [2, 0]]  # the unparsed negative counted as positive, and vice versa
+    assert m["accuracy_negative"] == 0.5 and m["accuracy_positive"] == 0.0
+    assert m["parsed"]["accuracy"] == 0.5 and m["parsed"]["n"] == 2
+    nothing = ev.generate_metrics([0, 1, 1], [None, None, None])
+    assert nothing["accuracy"] == 0.0 and nothing["unparsed"] == 3 and nothing["parsed"] is None
+    assert nothing["accuracy_ci95"][0] == 0.0 and 0 < nothing["accuracy_ci95"][1] < 0.6
+
+
+def test_evaluate_generate_mode_accuracy_covers_every_review(tiny_mistral, imdb_dir, tmp_path, capsys):
     out = ev.main(["--config", EVAL_CONFIG, "--model_name_or_path", str(tiny_mistral), "--data_dir", str(imdb_dir),
                    "--mode", "generate", "--n_train", "24", "--n_eval", "10", "--n_test", "6", "--max_length", "96",
                    "--max_new_tokens", "2",
@@ -268,9 +280,28 @@ def test_evaluate_generate_mode_counts_unparsed(tiny_mistral, imdb_dir, tmp_path
     model, tokenizer = load_base(str(tiny_mistral), load_in_4bit=False)
     preds, texts = ev.generate_labels(model, make_format(tokenizer, PROMPT, 96), test["text"].tolist(),
                                       PROMPT.answer_words, max_new_tokens=2)
+    right = sum(p == y for p, y in zip(preds, test["label"]))
     assert len(texts) == metrics["n"] == 6
     assert metrics["unparsed"] == sum(p is None for p in preds)
-    assert metrics["accuracy_all"] == sum(p == y for p, y in zip(preds, test["label"])) / 6
+    assert metrics["accuracy"] == right / 6  # over every review, an unparsed answer wrong
+    assert f"test accuracy {right / 6:.4f} on 6 reviews (generate, {metrics['unparsed']} unparsed" in capsys.readouterr().out
+
+    # every reader of a run takes that accuracy, also when no answer parsed (as with this tiny model)
+    from common import compare, plots, report
+
+    run = tmp_path / "gen"
+    assert report.rows_of(run, out)[0][5].startswith(f"{100 * right / 6:.2f}%")
+    assert compare.main([str(run), str(run)])["accuracy_a"] == right / 6
+    plots.main([str(run)])
+    assert (run / "plots" / "confusion_matrix.png").is_file()
+    import shutil
+
+    from common import seeds
+
+    for k in (1, 2):
+        shutil.copytree(run, tmp_path / "sweep" / f"seed_{k}")
+    figures = seeds.summarize(tmp_path / "sweep")["evaluations"]
+    assert [f["accuracy"]["values"] for f in figures.values()] == [[right / 6, right / 6]]
 
 
 @pytest.mark.parametrize("extra, match", [
