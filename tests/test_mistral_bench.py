@@ -11,8 +11,6 @@ def test_scoring_against_generation_runs(imdb_dir):
                     "--n_tokenizer_reviews", "100"])
     assert set(report["reviews_per_second"]) == {"label_scoring", "greedy_generation"}
     assert report["n_reviews"] == 10
-    rates = report["reviews_per_second"]
-    assert report["speedup"] == pytest.approx(rates["label_scoring"] / rates["greedy_generation"])
     # both methods classified the same 10 reviews: accuracies are multiples of 1/10, agreement of 1/parsed
     assert all(round(a * 10, 6).is_integer() for a in report["accuracy"].values())
     assert 0 <= report["generation_parsed"] <= 10
@@ -22,7 +20,7 @@ def test_scoring_against_generation_runs(imdb_dir):
 def test_qlora_train_step_runs(imdb_dir):
     report = bench(["--data_dir", str(imdb_dir), "--train_step", "true", "--steps", "1", "--max_length", "64",
                     "--n_reviews", "10", "--n_tokenizer_reviews", "100"])
-    assert report["tokens_per_second"] == pytest.approx(64 / report["seconds_per_step"])
+    assert report["max_length"] == 64 and report["seconds_per_step"] > 0  # one sequence of 64 tokens a step
     # LoRA r 64 on q_proj and v_proj of the small random Mistral (4 layers, hidden 256, 2 KV heads of 32):
     # q: 64 x (256 + 256), v: 64 x (256 + 64), per layer
     assert report["trainable_parameters"] == 4 * (64 * (256 + 256) + 64 * (256 + 64))

@@ -50,11 +50,22 @@ def test_bootstrap_f1_interval_is_fixed_and_shrinks_with_n():
     assert 0.2 < (large[1] - large[0]) / (small[1] - small[0]) < 0.45
 
 
-def test_intervals_from_a_confusion_matrix_equal_those_from_the_examples():
-    from common.metrics import classification_metrics
+def test_intervals_of_a_confusion_matrix_match_reference_implementations():
+    """80 of 100 right: Wilson's interval worked by hand, and the F1 interval against scipy's percentile bootstrap
+    over the examples themselves (resampling (label, prediction) pairs), which the count-based draw must match."""
+    from scipy.stats import bootstrap
+    from sklearn.metrics import f1_score
+
     from common.stats import confusion_intervals
 
-    labels = [0] * 60 + [1] * 40
-    preds = [0] * 50 + [1] * 10 + [1] * 30 + [0] * 10
-    metrics = classification_metrics(labels, preds)
-    assert confusion_intervals(metrics["confusion_matrix"]) == {k: metrics[k] for k in ("accuracy_ci95", "f1_ci95")}
+    labels = np.array([0] * 60 + [1] * 40)
+    preds = np.array([0] * 50 + [1] * 10 + [1] * 30 + [0] * 10)
+    got = confusion_intervals([[50, 10], [10, 30]])
+    p, n, z = 0.8, 100, 1.959963984540054
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (
+        1 + z * z / n)
+    assert got["accuracy_ci95"] == pytest.approx([centre - half, centre + half], abs=1e-12)
+    reference = bootstrap((labels, preds), lambda y, q: f1_score(y, q, average="macro"), paired=True,
+                          vectorized=False, n_resamples=2000, method="percentile", random_state=0).confidence_interval
+    assert got["f1_ci95"] == pytest.approx([reference.low, reference.high], abs=0.02)
+    assert got["f1_ci95"][0] < f1_score(labels, preds, average="macro") < got["f1_ci95"][1]
