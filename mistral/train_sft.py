@@ -35,6 +35,7 @@ from common.io import write_json
 from common.metrics import scalar_metrics
 from common.tracking import RunLogger, configure_trainer_wandb
 from mistral.evaluate import evaluate_reviews
+from mistral.learning_guard import LearningGuard
 from common.precision import compute_dtype
 from mistral.data import DataArguments, balanced_splits
 from mistral.model import ModelArguments, add_lora, load_base, load_tokenizer
@@ -75,40 +76,6 @@ class EvalAccuracy(TrainerCallback):
                 self.fmt.tokenizer.save_pretrained(self.folder)
                 write_json(self.folder / "best.json", self.best)
             PartialState().wait_for_everyone()
-
-
-class LearningGuard(TrainerCallback):
-    """Stops the run, with no results written, when a trainable tensor gets no gradient: a "tuned" accuracy would
-    report a model that did not learn. Every trainable tensor must get a finite, nonzero gradient in at least one of
-    the first STEPS optimizer steps actually taken. Judged on the gradients before each step (after backward and
-    clipping, before zero_grad), not on whether weights moved: AdamW's decoupled weight decay moves a tensor whose
-    gradient is zero. Under fp16 a step with a non-finite gradient is one the GradScaler skips, so it does not count."""
-
-    STEPS = 3  # lr is 0 at the first warm-up step; lora_B moves at the next; lora_A's gradient is 0 until B is not
-
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
-        self.steps = 0
-        self.silent = {n for n, p in model.named_parameters() if p.requires_grad}  # no nonzero gradient yet
-        self.total = len(self.silent)
-        self.check_at = min(self.STEPS, max(state.max_steps - state.global_step, 1))
-
-    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-        if self.silent is None:
-            return
-        grads = [(n, p.grad) for n, p in model.named_parameters() if p.requires_grad]
-        finite = {n for n, g in grads if g is not None and bool(torch.isfinite(g).all())}
-        if args.fp16 and len(finite) < sum(g is not None for _, g in grads):
-            return  # the GradScaler skips this step
-        self.steps += 1
-        self.silent -= {n for n, g in grads if n in finite and bool(g.count_nonzero())}
-        if self.steps < self.check_at:
-            return
-        # with fewer steps than lora_A needs, only "no gradient at all" proves there was none
-        if self.silent and (self.check_at == self.STEPS or len(self.silent) == self.total):
-            raise UserError(f"training is not learning: in the first {self.steps} optimizer steps {len(self.silent)} "
-                            f"of {self.total} trainable tensors got no finite, nonzero gradient (first: "
-                            f"{sorted(self.silent)[0]}); no results written")
-        self.silent = None  # checked once
 
 
 def configure(sft: SFTConfig, model_args: ModelArguments) -> SFTConfig:

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from common.config import UserError
-from mistral.train_sft import LearningGuard
+from mistral.learning_guard import LearningGuard
 
 
 class Toy(torch.nn.Module):
