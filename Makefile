@@ -14,7 +14,7 @@ OUT_ARG = $(if $(OUT),--output_dir $(OUT))
 RUN_ARGS = $(DATA_ARG) $(OUT_ARG) $(ARGS)
 export HF_HUB_DISABLE_TELEMETRY = 1
 
-.PHONY: setup torch models small small-loop small-trainer small-sft seeds test test-real gpu-wheels gpu-check compare baseline export-splits clean distilbert-loop bench-distilbert distilbert-trainer compare-distilbert mistral-sft mistral-eval bench-mistral plots report demo
+.PHONY: setup torch models small small-loop small-trainer small-sft seeds test test-real mutation gpu-wheels gpu-check compare baseline export-splits clean distilbert-loop bench-distilbert distilbert-trainer compare-distilbert mistral-sft mistral-eval bench-mistral plots report demo
 
 setup: $(PY) torch
 	$(PY) -m pip install -e ".[dev]"
@@ -95,6 +95,17 @@ test:
 
 test-real:
 	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -m "real_model and slow" $(PYTEST_ARGS)
+
+# Mutation testing of the code behind the published numbers ([tool.mutmut] in pyproject.toml); not in CI (long).
+# Prints each mutant's fate and the share killed; `mutmut browse` or `mutmut show NAME` shows a survivor.
+MUTMUT_VERSION ?= 3.8.1
+mutation:
+	$(PY) -m pip install -q "mutmut==$(MUTMUT_VERSION)"
+	-HF_HUB_OFFLINE=1 WANDB_MODE=offline $(VENV)/bin/mutmut run --max-children $(or $(JOBS),2)
+	$(VENV)/bin/mutmut export-cicd-stats
+	@$(PY) -c "import json; s = json.load(open('mutants/mutmut-cicd-stats.json')); n = s['total'] - s['skipped']; \
+		print(f\"{n} mutants: {s['killed']} killed, {s['timeout']} timed out, {s['survived']} survived, \
+		{s['no_tests']} reached by no test; score {100 * (s['killed'] + s['timeout']) / n:.1f}% killed\")"
 
 # The GPU check (tools/gpu_check.py): at most 8 minutes on one GPU; prints a table, writes $(GPU_CHECK_OUT). It runs
 # with the machine's own python3 where there is no .venv, and installs from $(WHEELS) the packages that machine lacks
