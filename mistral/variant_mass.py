@@ -102,6 +102,8 @@ def main(argv=None) -> dict:
     logger = RunLogger(args.output_dir, config, report_to="none")
     results = {"script": "mistral.variant_mass", "model": model_args.model_name_or_path, "adapter": args.adapter,
                "scoring": scoring, "mass": sorted(mass, key=lambda m: -m["mean_probability"]),
+               "prefix_share_of_candidate_mass": sum(m["share_of_candidate_mass"] for m in mass
+                                                     if m["kind"] == "prefix"),
                "manifest": manifest}
     logger.finish(results)
     for name, m in scoring.items():
@@ -109,7 +111,8 @@ def main(argv=None) -> dict:
     for m in results["mass"]:
         print(f"  {m['token']!r:14} label {m['label']} {m['kind']:10s} mean P {m['mean_probability']:.5f}  "
               f"share of candidate mass {m['share_of_candidate_mass']:.4f}")
-    print(f"-> {Path(args.output_dir) / 'results.json'}")
+    print(f"prefix tokens' share of the candidates' mass: {results['prefix_share_of_candidate_mass']:.4f}"
+          f"  -> {Path(args.output_dir) / 'results.json'}")
     return results
 
 

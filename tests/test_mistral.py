@@ -284,7 +284,8 @@ def test_evaluate_generate_mode_accuracy_covers_every_review(tiny_mistral, imdb_
     assert len(texts) == metrics["n"] == 6
     assert metrics["unparsed"] == sum(p is None for p in preds)
     assert metrics["accuracy"] == right / 6  # over every review, an unparsed answer wrong
-    assert f"test accuracy {right / 6:.4f} on 6 reviews (generate, {metrics['unparsed']} unparsed" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"test accuracy {right / 6:.4f} on 6 reviews (generate, {metrics['unparsed']} unparsed" in printed
 
     # every reader of a run takes that accuracy, also when no answer parsed (as with this tiny model)
     from common import compare, plots, report

@@ -98,7 +98,8 @@ def test_answers_start_a_word_as_mistral_encodes_them(mistral_format, reference)
 
 
 def documented_answer_tokens(tokenizer_name: str) -> list[list[str]]:
-    """The tokens docs/mistral.md says label scoring sums, per label: "For NAME's tokenizer that is `...` against `...`"."""
+    """The tokens docs/mistral.md says label scoring sums, per label ("for NAME's tokenizer that is `...` against
+    `...`")."""
     text = " ".join((ROOT / "docs" / "mistral.md").read_text().split())
     found = re.search(rf"for {tokenizer_name}'s tokenizer that is `([^`]*)` against `([^`]*)`", text, re.IGNORECASE)
     assert found, f"docs/mistral.md names no scored tokens for {tokenizer_name}"
