@@ -95,11 +95,11 @@ def test_parameter_table_comes_from_the_configs():
     assert "| window (sliding_window) | 4,096 | none (full attention) |" in text
 
 
-def test_readme_table_is_the_generated_one():
-    assert table() in (ROOT / "README.md").read_text()
+def test_docs_table_is_the_generated_one():
+    assert table() in (ROOT / "docs" / "mistral.md").read_text()
 
 
-def test_readme_distilbert_table_is_the_generated_one():
+def test_docs_distilbert_table_is_the_generated_one():
     from distilbert.model import architecture_table
 
-    assert architecture_table() in (ROOT / "README.md").read_text()
+    assert architecture_table() in (ROOT / "docs" / "distilbert.md").read_text()
