@@ -37,10 +37,10 @@ def committed_figures() -> set[str]:
                 add(obj["labels"].get("1", obj["labels"].get(1, 0)) / obj["size"])
             for k, v in obj.items():
                 walk(v, k)
-        elif isinstance(obj, list) and key.endswith("_ci95"):
+        elif isinstance(obj, list):
             for v in obj:
-                add(v)
-        elif "accuracy" in key or "share" in key:
+                walk(v, key)
+        elif "accuracy" in key or "share" in key or key.endswith("_ci95"):
             add(obj)
 
     for path in (ROOT / "results").rglob("results.json"):
