@@ -354,7 +354,7 @@ def main(argv=None) -> dict | None:
     # train_samples_per_second counts what this process trained: a resumed run's checkpoint holds the samples and
     # step time of the part before the resume too, which this train() call's wall time does not cover
     trained_here = state["train_samples"] - resumed.get("train_samples", 0)
-    throughput = {"train_samples_per_second": trained_here / train_runtime, "train_runtime": round(train_runtime, 3),
+    throughput = {"train_samples_per_second": trained_here / train_runtime, "train_runtime": train_runtime,
                   "train_step_samples_per_second": state["train_samples"] / max(state["train_time_s"], 1e-9)}
     return finish_run(logger, "distilbert.train_loop", cfg.model_name_or_path, model, test,
                       json.loads((best / "best.json").read_text())["validation"], state["best_step"],
