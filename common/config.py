@@ -1,25 +1,23 @@
-"""One dataclass per script, set from a YAML file and `--key value` overrides.
+"""Every script's settings: dataclasses set from a YAML file and `--key value` overrides, through one function.
 
-    cfg = parse_config(LoopConfig)            # reads sys.argv: --config configs/x.yaml --lr 1e-4
-    cfg = parse_config(LoopConfig, ["--config", "configs/x.yaml", "--seed", "3"])
+    (cfg,) = parse([LoopConfig])                       # reads sys.argv: --config configs/x.yaml --learning_rate 1e-4
+    script, training = parse([ScriptArguments, TrainingArguments], ["--config", "configs/x.yaml", "--seed", "3"])
 
-The dataclass holds the defaults; the YAML and the command line only override them. Unknown keys fail
+The dataclasses hold the defaults; the YAML and the command line only override them. Unknown keys fail
 with the list of valid ones, so a typo never silently runs the default.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
+import enum
 import sys
 import types
 import typing
 from pathlib import Path
-from typing import Any, Sequence, TypeVar
+from typing import Any, Sequence
 
 import yaml
 
-T = TypeVar("T")
 
 
 class UserError(Exception):
@@ -37,12 +35,15 @@ def first_line(error: BaseException) -> str:
 
 
 def run_main(main, argv: Sequence[str] | None = None) -> None:
-    """Run a script's main(); a UserError ends it with a one-line message and exit code 2."""
+    """Run a script's main(); a UserError ends it with a one-line message and exit code 2, and an int that main
+    returns is the exit code (a check that failed)."""
     try:
-        main(argv)
+        code = main(argv)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    if isinstance(code, int) and not isinstance(code, bool):
+        sys.exit(code)
 
 
 def setting(default: Any = dataclasses.MISSING, help: str = "") -> Any:  # noqa: A002 - HF's metadata key
@@ -53,43 +54,49 @@ def setting(default: Any = dataclasses.MISSING, help: str = "") -> Any:  # noqa:
     return dataclasses.field(default=default, metadata={"help": help})
 
 
-def cli_parser(module: str, doc: str) -> argparse.ArgumentParser:
-    """The argument parser of a tool without a settings dataclass: `python -m MODULE`, the first paragraph of its
-    docstring, and each option's default in --help."""
-    return argparse.ArgumentParser(prog=f"python -m {module}", description=doc.split("\n\n")[0],
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-
-
 ORDER = "Settings: the defaults below, then the YAML file's values, then --key value on the command line."
 
 
-def script_name() -> str:
-    """`python -m NAME`'s NAME, for usage lines."""
-    return getattr(getattr(sys.modules["__main__"], "__spec__", None), "name", None) or Path(sys.argv[0]).name
+def _is_library(cls: type) -> bool:
+    """Hugging Face's own argument dataclasses (TrainingArguments, SFTConfig): their fields keep string values such
+    as report_to none, which their __post_init__ reads."""
+    return cls.__module__.split(".")[0] in ("transformers", "trl")
 
 
-def print_help(cls: type) -> None:
-    """Every setting of a script: name, type, default and meaning."""
-    print(f"usage: python -m {script_name()} [--config FILE.yaml] [--key value ...]\n\n{ORDER}\n")
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        kind = str(hints[f.name]).replace("typing.", "").replace("<class '", "").replace("'>", "")
-        print(f"  --{f.name} {kind} (default: {default})\n      {f.metadata.get('help', '')}")
+def print_help(script: dict, types: Sequence[type], defaults: dict) -> None:
+    """The script's name and purpose (its docstring's first paragraph), then every setting: name, type, default and
+    meaning. `script`: the module globals of the script that parses."""
+    spec = script.get("__spec__")
+    name = spec.name if spec is not None else script.get("__name__")
+    doc = (script.get("__doc__") or "").split("\n\n")[0].strip()
+    print(f"usage: python -m {name} [--config FILE.yaml] [--key value ...]\n\n{doc}\n\n{ORDER}\n")
+    for cls in types:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if not f.init:
+                continue
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            default = defaults.get(f.name, default)
+            kind = str(hints[f.name]).replace("typing.", "").replace("<class '", "").replace("'>", "")
+            meaning = " ".join(str(f.metadata.get("help", "")).split())
+            print(f"  --{f.name} {kind} (default: {default})\n      {meaning}")
 
 
 def _field_type(cls: type, field: dataclasses.Field) -> Any:
     return typing.get_type_hints(cls)[field.name]
 
 
-def _convert(value: Any, tp: Any, key: str) -> Any:
-    """Convert a YAML or command-line value to the field's annotated type."""
+def _convert(value: Any, tp: Any, key: str, none_is_null: bool = True) -> Any:
+    """Convert a YAML or command-line value to the field's annotated type (a type we do not know: left as it is)."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+        if value is None or (none_is_null and isinstance(value, str) and value.lower() in ("none", "null", "")):
             return None
-        return _convert(value, args[0], key)
+        listed = [a for a in args if typing.get_origin(a) in (list, tuple)]
+        if listed and (isinstance(value, (list, tuple)) or (isinstance(value, str) and "," in value)):
+            return _convert(value, listed[0], key)  # report_to: wandb,trackio
+        return _convert(value, args[0], key, none_is_null)
     if origin in (list, tuple):
         (inner,) = typing.get_args(tp)[:1] or (str,)
         if isinstance(value, str):
@@ -97,6 +104,15 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
         return [_convert(v, inner, key) for v in value]
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):  # a library's choices: eval_strategy, lr_scheduler_type
+        choices = [e.value for e in tp]
+        if getattr(value, "value", value) not in choices:
+            raise ConfigError(f"{key}: expected one of {', '.join(map(str, choices))}, got {value!r}")
+        return value
+    if origin is typing.Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{key}: expected one of {', '.join(map(str, typing.get_args(tp)))}, got {value!r}")
+        return value
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -116,13 +132,6 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
         return int(number) if tp is int else number
     return value
-
-
-def _check_keys(cls: type, keys, where: str) -> None:
-    valid = [f.name for f in dataclasses.fields(cls)]
-    unknown = [k for k in keys if k not in valid]
-    if unknown:
-        raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {where}; valid keys: {', '.join(valid)}")
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -160,85 +169,33 @@ def parse_overrides(argv: Sequence[str]) -> tuple[str | None, dict[str, str]]:
     return config_path, overrides
 
 
-def build_config(cls: type[T], values: dict[str, Any], where: str = "settings") -> T:
-    _check_keys(cls, values, where)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {k: _convert(v, _field_type(cls, fields[k]), k) for k, v in values.items()}
-    return cls(**kwargs)
-
-
-def parse_config(cls: type[T], argv: Sequence[str] | None = None) -> T:
-    """Defaults from the dataclass, then the YAML named by --config, then --key value overrides."""
-    argv = sys.argv[1:] if argv is None else argv
+def parse(types: Sequence[type], argv: Sequence[str] | None = None, defaults: dict | None = None) -> tuple:
+    """One instance of each settings dataclass (ours, or Hugging Face's TrainingArguments and SFTConfig): its own
+    defaults, then `defaults` (a library default this script replaces), then the YAML named by --config, then
+    `--key value` overrides. A key no dataclass has, or a value of the wrong type, is a one-line ConfigError."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    defaults = defaults or {}
     if "--help" in argv or "-h" in argv:
-        print_help(cls)
+        print_help(sys._getframe(1).f_globals, types, defaults)  # the calling script's name and docstring
         raise SystemExit(0)
     config_path, overrides = parse_overrides(argv)
-    values: dict[str, Any] = {}
-    if config_path:
-        values.update(load_yaml(config_path))
-        _check_keys(cls, values, config_path)
-    _check_keys(cls, overrides, "command line")
-    values.update(overrides)
-    return build_config(cls, values)
-
-
-def _optional_none(obj: Any) -> Any:
-    """`--key none` on one of our own optional settings means None, as in parse_config (HfArgumentParser keeps the
-    string: `--cache_dir none` would make a folder named none). HF's own fields keep their strings (report_to none)."""
-    if type(obj).__module__.split(".")[0] in ("transformers", "trl"):
-        return obj
-    hints = typing.get_type_hints(type(obj))
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        if isinstance(value, str) and value.lower() in ("none", "null") and type(None) in typing.get_args(
-                hints[f.name]):
-            setattr(obj, f.name, None)
-    return obj
-
-
-def parse_hf_args(types: Sequence[type], argv: Sequence[str] | None = None, defaults: dict | None = None) -> tuple:
-    """Like parse_config, for Hugging Face argument dataclasses (TrainingArguments, SFTConfig, ...) next to a
-    script's own: one YAML and `--key value` overrides fill them all, through HfArgumentParser. `defaults` replace
-    a library's own defaults for this script (the YAML and the command line still override them)."""
-    from transformers import HfArgumentParser
-
-    argv = sys.argv[1:] if argv is None else argv
-    if "--help" in argv or "-h" in argv:  # HF's parser lists every field of every dataclass, with its help
-        HfArgumentParser(types, prog=f"python -m {script_name()} [--config FILE.yaml]", description=ORDER).print_help()
-        raise SystemExit(0)
-    config_path, overrides = parse_overrides(argv)
-    values: dict[str, Any] = load_yaml(config_path) if config_path else {}
-    valid = sorted({f.name for t in types for f in dataclasses.fields(t) if f.init})
-    for where, keys in ((config_path, values), ("command line", overrides)):
-        unknown = [k for k in keys if k not in valid]
+    owner = {f.name: cls for cls in types for f in dataclasses.fields(cls) if f.init}
+    values: dict[str, Any] = dict(defaults)
+    for where, given in ((config_path, load_yaml(config_path) if config_path else {}), ("command line", overrides)):
+        unknown = [k for k in given if k not in owner]
         if unknown:
-            raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {where}; valid keys: {', '.join(valid)}")
-    list_fields = {f.name for t in types for f in dataclasses.fields(t)
-                   if typing.get_origin(typing.get_type_hints(t).get(f.name)) is list}
-    # on the command line a list is comma-separated, as for parse_config: --answer_words neg,pos
-    values.update({k: v.split(",") if k in list_fields else v for k, v in overrides.items()})
-    values = {**(defaults or {}), **values}
-    args: list[str] = []
-    for key, value in values.items():
-        if value is None:
-            continue  # YAML null: keep the field's default
-        if isinstance(value, (list, tuple)):
-            args += [f"--{key}", *map(str, value)]
-        elif isinstance(value, dict):
-            args += [f"--{key}", json.dumps(value)]
-        else:
-            args += [f"--{key}", str(value)]
-    parser = HfArgumentParser(types)
-
-    def error(message: str):
-        raise ConfigError(message)
-
-    parser.error = error  # a bad value is a one-line ConfigError, not argparse's usage dump
-    try:
-        return tuple(_optional_none(obj) for obj in parser.parse_args_into_dataclasses(args=args))
-    except ValueError as e:  # raised by the dataclasses' own checks (__post_init__)
-        raise ConfigError(first_line(e)) from None
+            raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {where}; valid keys: {', '.join(owner)}")
+        values.update(given)
+    parsed = []
+    for cls in types:
+        hints = typing.get_type_hints(cls)
+        kwargs = {k: _convert(v, hints[k], k, none_is_null=not _is_library(cls)) for k, v in values.items()
+                  if owner[k] is cls and not (v is None and _is_library(cls))}  # YAML null: the library's default
+        try:
+            parsed.append(cls(**kwargs))
+        except (ValueError, TypeError) as e:  # the dataclass's own checks (__post_init__)
+            raise ConfigError(first_line(e)) from None
+    return tuple(parsed)
 
 
 def to_dict(cfg: Any) -> dict:

@@ -1,4 +1,6 @@
-"""IMDB loading, cleaning and the three split protocols used by the experiments.
+"""IMDB loading, cleaning and the three split protocols used by the experiments; run, it exports one split.
+
+    python -m common.data --protocol random_70_10_20 --split_seed 42 --out splits/random   # or: make export-splits
 
 Data comes from the Hugging Face Hub (`stanfordnlp/imdb`) by default, or from a local folder holding
 `train.parquet` and `test.parquet` (columns `text`, `label`), chosen with `data_dir` or `IMDB_DATA_DIR`.
@@ -12,28 +14,45 @@ Protocols (every split is a DataFrame with columns `text`, `label`; names are tr
 
 Splits are byte-identical for a seed on any machine: rows are put in a canonical order (sorted by text) before
 numpy's PCG64 generator shuffles them, so neither the source's row order nor the platform matters.
-
-Export for inspection:  python -m common.data export --protocol random_70_10_20 --seed 42 --out DIR
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from common.config import UserError, cli_parser, first_line, run_main
+from common.config import UserError, first_line, parse, run_main, setting
 from common.io import atomic_write, write_json
 
 HUB_ID = "stanfordnlp/imdb"
 PROTOCOLS = ("random_70_10_20", "official", "balanced")
 LABEL_NAMES = ("negative", "positive")
-# Every script keeps the split's seed apart from its training seed, so that runs over seeds score one test set
-SPLIT_SEED_HELP = "seed of the train/validation/test split (`seed` is the training run's): fixed across seeds"
+
+
+# ---------------------------------------------------------------- settings shared by every script that reads IMDB
+
+@dataclass
+class ImdbArguments:
+    data_dir: str | None = setting(None, "folder with train/test.parquet; else $IMDB_DATA_DIR; else the Hub")
+    # kept apart from the training seed, so that runs over seeds score one test set
+    split_seed: int = setting(42, "seed of the train/validation/test split (`seed` is the training run's)")
+
+
+@dataclass
+class SplitArguments(ImdbArguments):
+    protocol: str = setting("random_70_10_20", "split protocol: random_70_10_20, official or balanced")
+
+
+@dataclass
+class BalancedArguments(ImdbArguments):
+    n_train: int = setting(900, "balanced protocol: training reviews (from the official train set)")
+    n_eval: int = setting(100, "balanced protocol: eval reviews (official train set, none in training)")
+    n_test: int = setting(2500, "balanced protocol: test reviews (from the official test set)")
 
 
 class DataError(UserError):
@@ -249,26 +268,19 @@ def export(protocol: str, seed: int, out: str | Path, data_dir=None, **sizes) ->
     return manifest
 
 
+@dataclass
+class ExportArguments(SplitArguments, BalancedArguments):
+    out: str = setting("splits", "the folder that gets one parquet per split and manifest.json")
+
+
 def main(argv=None) -> None:
-    parser = cli_parser("common.data", __doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("export", help="write one parquet per split plus manifest.json",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--protocol", choices=PROTOCOLS, default="random_70_10_20", help="split protocol")
-    p.add_argument("--seed", type=int, default=42, help="seed of the split")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--data_dir", default=None,
-                   help="folder with train.parquet and test.parquet (else $IMDB_DATA_DIR, else the Hub)")
-    p.add_argument("--n_train", type=int, default=900, help="balanced protocol only")
-    p.add_argument("--n_eval", type=int, default=100, help="balanced protocol only")
-    p.add_argument("--n_test", type=int, default=2500, help="balanced protocol only")
-    args = parser.parse_args(argv)
-    manifest = export(args.protocol, args.seed, args.out, args.data_dir,
+    (args,) = parse([ExportArguments], argv)
+    manifest = export(args.protocol, args.split_seed, args.out, args.data_dir,
                       n_train=args.n_train, n_eval=args.n_eval, n_test=args.n_test)
     for name, info in manifest["splits"].items():
         print(summary_line(name, info))
     print(f"wrote {args.out}/{{train,validation,test}}.parquet and manifest.json "
-          f"({manifest['protocol']}, seed {args.seed})")
+          f"({manifest['protocol']}, seed {args.split_seed})")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     moved aside (path.old), the new one renamed in, and only then is the old one deleted: a failed swap puts the old
     one back, and a process killed between the two renames still has it, whole, in path.old."""
     path = Path(path)
-    tmp, old = path.with_name(path.name + ".tmp"), path.with_name(path.name + ".old")
+    tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
@@ -41,6 +41,12 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    swap_in(tmp, path)
+
+
+def swap_in(tmp: Path, path: Path) -> None:
+    """Replace folder `path` by the finished folder `tmp`, as atomic_folder does when its block ends."""
+    old = path.with_name(path.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if path.exists():
         path.rename(old)

@@ -1,5 +1,5 @@
-"""Per-example test predictions, so that two runs can be compared example by example (python -m common.compare),
-and errors can be read (python -m common.report) and broken down by review length (python -m common.plots).
+"""Per-example test predictions, so that two runs can be compared example by example (python -m analysis.compare),
+and errors can be read (python -m analysis.report) and broken down by review length (python -m analysis.plots).
 
 predictions.parquet: index (position in the split), text_sha256, label, prediction, score (P(positive) for the
 classifiers; for label scoring, log P(positive answer) - log P(negative answer); empty for generation), words (the

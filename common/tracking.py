@@ -19,12 +19,13 @@ import re
 import subprocess
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 import yaml
 
-from common.config import ConfigError
+from common.config import ConfigError, setting
 from common.io import atomic_write, to_json, write_json
 
 REPORT_TO = ("wandb", "none")
@@ -45,6 +46,12 @@ def wandb_api_key_configured() -> bool:
 def wandb_mode() -> str:
     """WANDB_MODE if set; else online with a configured API key; else offline."""
     return os.environ.get("WANDB_MODE") or ("online" if wandb_api_key_configured() else "offline")
+
+
+@dataclass
+class TrackingArguments:
+    report_to: str = setting("wandb", "wandb (offline without an API key) or none")
+    run_name: str | None = setting(None, "the run's name in the tracker; default: the output folder's name")
 
 
 def check_report_to(report_to: str | None) -> str:

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from common.config import parse_config, run_main, setting
-from common.data import make_splits
+from common.config import parse, run_main, setting
+from common.data import ImdbArguments, make_splits
 from common.io import write_json
-from common.random_models import save_random_distilbert, wordpiece_tokenizer
+from fixtures.random_models import save_random_distilbert, wordpiece_tokenizer
 from distilbert.data import LengthGroupedBatches, RandomBatches
 
 SIZES = {  # DistilBERT-base is dim 768, 6 layers, 12 heads, FFN 3072
@@ -36,14 +36,13 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 @dataclass
-class BenchConfig:
-    data_dir: str | None = setting(None, "folder with train/test.parquet; else $IMDB_DATA_DIR; else the Hub")
+class BenchConfig(ImdbArguments):
     size: str = setting("small", "random DistilBERT size: small (CPU) or full (DistilBERT-base)")
     tokenizer: str | None = setting(None, "a tokenizer folder or Hub id; default: a WordPiece trained on the reviews")
     n_samples: int = setting(256, "training reviews per run (the same ones for every mode)")
     per_device_train_batch_size: int = setting(16, "reviews per training batch")
     max_length: int = setting(512, "tokens kept per review")
-    seed: int = setting(42, "seed of the split, the model and the batches")
+    seed: int = setting(42, "seed of the model and the batches")
     output: str | None = setting(None, "also write the figures as JSON here")
     compare: bool = setting(False, "the loop against the Trainer instead of the batching comparison")
     n_test: int = setting(256, "test reviews scored in the comparison")
@@ -68,7 +67,8 @@ def run_mode(cfg: BenchConfig, model: Path, tmp: Path, batching: str, max_steps:
     argv = ["--model_name_or_path", str(model), "--output_dir", str(tmp / batching), "--report_to", "none",
             "--batching", batching, "--max_train_samples", str(cfg.n_samples), "--max_eval_samples", "16",
             "--max_test_samples", "16", "--num_train_epochs", "1", "--save_steps", "1000000",
-            "--logging_steps", "1000000", "--seed", str(cfg.seed), "--max_length", str(cfg.max_length),
+            "--logging_steps", "1000000", "--seed", str(cfg.seed), "--split_seed", str(cfg.split_seed),
+            "--max_length", str(cfg.max_length),
             "--per_device_train_batch_size", str(cfg.per_device_train_batch_size),
             "--cache_dir", str(tmp / "cache"), "--warmup_steps", "0"]
     if cfg.data_dir:
@@ -85,7 +85,8 @@ def compare(cfg: BenchConfig, model: Path, tmp: Path) -> dict:
     steps = cfg.n_samples // cfg.per_device_train_batch_size
     shared = ["--model_name_or_path", str(model), "--report_to", "none", "--max_train_samples", str(cfg.n_samples),
               "--max_eval_samples", "64", "--max_test_samples", str(cfg.n_test), "--max_steps", str(steps),
-              "--seed", str(cfg.seed), "--max_length", str(cfg.max_length), "--cache_dir", str(tmp / "cache"),
+              "--seed", str(cfg.seed), "--split_seed", str(cfg.split_seed), "--max_length", str(cfg.max_length),
+              "--cache_dir", str(tmp / "cache"),
               "--per_device_train_batch_size", str(cfg.per_device_train_batch_size), "--warmup_steps", "0",
               *(["--data_dir", cfg.data_dir] if cfg.data_dir else [])]
     runs = {
@@ -108,8 +109,8 @@ def compare(cfg: BenchConfig, model: Path, tmp: Path) -> dict:
 
 
 def main(argv=None) -> dict:
-    cfg = parse_config(BenchConfig, argv)
-    splits, _ = make_splits("random_70_10_20", cfg.seed, cfg.data_dir)
+    (cfg,) = parse([BenchConfig], argv)
+    splits, _ = make_splits("random_70_10_20", cfg.split_seed, cfg.data_dir)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         texts = splits["train"]["text"].head(max(cfg.n_samples, 5000)).tolist()

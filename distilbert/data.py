@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
@@ -14,8 +15,21 @@ import numpy as np
 import pandas as pd
 import torch
 
-from common.data import DataError, split_hash
+from common.config import setting
+from common.data import DataError, SplitArguments, split_hash
 from common.io import atomic_folder
+
+
+
+@dataclass
+class DataArguments(SplitArguments):
+    """The loop's and the Trainer's data settings: the same reviews and tokens for both."""
+    max_length: int = setting(512, "tokens kept per review (longer ones are truncated); at most the model's limit")
+    max_train_samples: int | None = setting(None, "use only the first N training reviews (quick runs)")
+    max_eval_samples: int | None = setting(None, "use only the first N validation reviews")
+    max_test_samples: int | None = setting(None, "use only the first N test reviews")
+    cache_dir: str | None = setting(".cache/tokenized", "where tokenised splits are cached; none: tokenise each run")
+
 
 LIMIT_KEYS = {"train": "max_train_samples", "validation": "max_eval_samples", "test": "max_test_samples"}
 

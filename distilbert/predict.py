@@ -1,6 +1,6 @@
 """Classify reviews with a fine-tuned model folder (best_model/ of a run, or any sequence classifier).
 
-    python -m distilbert.predict --model runs/distilbert_loop/best_model "A wonderful film." "Dull and far too long."
+    python -m distilbert.predict --model runs/distilbert_loop/best_model --text "A wonderful film, well acted."
     python -m distilbert.predict --model PATH --file reviews.txt           # one review per line
     python -m distilbert.predict --model PATH --file reviews.parquet --column text   # or .csv
 
@@ -8,12 +8,13 @@ Prints one line per text: label, probability of that label, the start of the tex
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from common.config import UserError, cli_parser, first_line, run_main
+from common.config import UserError, first_line, parse, run_main, setting
 from common.data import clean_text
 from distilbert.data import Collator, sorted_batches
 
@@ -60,18 +61,23 @@ def predict(model, tokenizer, texts: list[str], batch_size: int = 32, max_length
     return out
 
 
+@dataclass
+class PredictArguments:
+    model: str | None = setting(None, "a model folder, e.g. runs/distilbert_loop/best_model")
+    text: str | None = setting(None, "one review")
+    file: str | None = setting(None, "a .txt (one review per line), .parquet or .csv file")
+    column: str = setting("text", "the text column of a .parquet or .csv file")
+    batch_size: int = setting(32, "reviews per forward pass")
+    max_length: int = setting(512, "tokens kept per review")
+
+
 def main(argv=None) -> list[tuple[str, float]]:
-    parser = cli_parser("distilbert.predict", __doc__)
-    parser.add_argument("texts", nargs="*", help="review texts")
-    parser.add_argument("--model", required=True, help="a model folder, e.g. runs/distilbert_loop/best_model")
-    parser.add_argument("--file", help="a .txt (one review per line), .parquet or .csv file")
-    parser.add_argument("--column", default="text", help="the text column of a .parquet or .csv file")
-    parser.add_argument("--batch_size", type=int, default=32, help="reviews per forward pass")
-    parser.add_argument("--max_length", type=int, default=512, help="tokens kept per review")
-    args = parser.parse_args(argv)
-    texts = list(args.texts) + (read_texts(args.file, args.column) if args.file else [])
+    (args,) = parse([PredictArguments], argv)
+    if not args.model:
+        raise UserError("model: give a model folder, e.g. runs/distilbert_loop/best_model")
+    texts = ([args.text] if args.text else []) + (read_texts(args.file, args.column) if args.file else [])
     if not texts:
-        raise UserError("no texts: give them as arguments or with --file")
+        raise UserError("no review: give one with --text, or a file with --file")
     tokenizer, model = load_classifier(args.model)
     results = predict(model, tokenizer, texts, args.batch_size, args.max_length)
     for text, (label, prob) in zip(texts, results):

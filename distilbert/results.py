@@ -1,30 +1,45 @@
-"""results.json of the two DistilBERT scripts, built in one place so that the loop's and the Trainer's compare key
+"""results.json of the two DistilBERT scripts, built from one record so that the loop's and the Trainer's compare key
 by key, and the line each prints at the end."""
 from __future__ import annotations
 
-import time
+import dataclasses
+from dataclasses import dataclass, field
 
 
-def finish_run(logger, script: str, model_name: str, model, test: dict, validation: dict, best_step, global_step: int,
-               manifest: dict, data: dict, num_processes: int, mixed_precision: str, throughput: dict,
-               start: float, output_dir: str, **extra) -> dict:
-    """Log the test metrics, write results.json through the run's logger and print the summary line.
+@dataclass
+class RunRecord:
+    """What a DistilBERT run produced; its fields are results.json's keys.
 
-    throughput: train_samples_per_second (Hugging Face's meaning: samples trained over the wall time of the whole
-    train() call, evaluations and checkpoint saves included) and train_step_samples_per_second (over the time spent
-    in training steps alone: the model's speed, which the batching benchmarks compare)."""
+    train_samples_per_second has Hugging Face's meaning: samples this process trained over the wall time of its
+    train() call (train_runtime), evaluations and checkpoint saves included. train_step_samples_per_second counts
+    the time spent in training steps alone: the model's speed, which the batching benchmarks compare."""
+    script: str
+    model: str
+    model_parameters: int
+    test: dict
+    validation: dict
+    best_step: int | None
+    global_step: int
+    manifest: dict
+    split_sizes_used: dict
+    num_processes: int
+    mixed_precision: str
+    train_samples_per_second: float
+    train_runtime: float
+    train_step_samples_per_second: float
+    wall_time_s: float
+    extra: dict = field(default_factory=dict)  # what one script alone knows (the loop's skipped fp16 steps)
+
+
+def finish_run(logger, record: RunRecord) -> dict:
+    """Log the test metrics, write results.json through the run's logger and print the summary line."""
     from common.metrics import scalar_metrics
 
-    logger.log({f"test/{k}": v for k, v in scalar_metrics(test).items()}, global_step)
-    results = {
-        "script": script, "model": model_name, "model_parameters": sum(p.numel() for p in model.parameters()),
-        "test": test, "validation": validation, "best_step": best_step, "global_step": global_step,
-        "manifest": manifest, "split_sizes_used": {k: len(v) for k, v in data.items()},
-        "num_processes": num_processes, "mixed_precision": mixed_precision, **throughput, **extra,
-        "wall_time_s": round(time.perf_counter() - start, 1),
-    }
+    logger.log({f"test/{k}": v for k, v in scalar_metrics(record.test).items()}, record.global_step)
+    results = dataclasses.asdict(record)
+    results.update(results.pop("extra"))
     logger.finish(results)
-    print(f"test accuracy {test['accuracy']:.4f}  F1 {test['f1']:.4f}  (best step {best_step}, "
-          f"{results['train_samples_per_second']:.1f} samples/s in train(), "
-          f"{results['train_step_samples_per_second']:.1f} in its steps)  -> {output_dir}/results.json")
+    print(f"test accuracy {record.test['accuracy']:.4f}  F1 {record.test['f1']:.4f}  (best step {record.best_step}, "
+          f"{record.train_samples_per_second:.1f} samples/s in train(), "
+          f"{record.train_step_samples_per_second:.1f} in its steps)  -> {logger.output_dir}/results.json")
     return results

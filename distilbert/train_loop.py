@@ -30,30 +30,23 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from common.config import UserError, parse_config, run_main, setting, to_dict
-from common.data import SPLIT_SEED_HELP, make_splits, summary_line
-from common.io import atomic_folder, find_checkpoint, numbered, write_json
+from common.config import UserError, parse, run_main, setting, to_dict
+from common.data import make_splits, summary_line
+from common.io import atomic_folder, find_checkpoint, numbered, swap_in, write_json
 from common.predictions import write_predictions
 from common.metrics import classification_metrics, scalar_metrics
 from common.precision import precision
-from common.tracking import RunLogger
-from distilbert.data import Collator, LengthGroupedBatches, RandomBatches, limit_splits, sorted_batches, tokenize_splits
-from distilbert.model import fit_max_length, load_model_and_tokenizer
-from distilbert.results import finish_run
+from common.tracking import RunLogger, TrackingArguments
+from distilbert.data import (Collator, DataArguments, LengthGroupedBatches, RandomBatches, limit_splits,
+                             sorted_batches, tokenize_splits)
+from distilbert.model import ModelArguments, fit_max_length, load_model_and_tokenizer, parameter_count
+from distilbert.results import RunRecord, finish_run
 
 
 @dataclass
-class LoopConfig:
-    model_name_or_path: str = setting("distilbert-base-uncased", "Hub id or local folder of the encoder to fine-tune")
+class LoopConfig(ModelArguments, DataArguments, TrackingArguments):
     output_dir: str = setting("runs/distilbert_loop", "the run folder: config, metrics, checkpoints, results")
-    data_dir: str | None = setting(None, "folder with train/test.parquet; else $IMDB_DATA_DIR; else the Hub")
-    protocol: str = setting("random_70_10_20", "split protocol: random_70_10_20, official or balanced")
-    split_seed: int = setting(42, SPLIT_SEED_HELP)
     seed: int = setting(42, "seed of the model's new head, the batch order and dropout")
-    max_length: int = setting(512, "tokens kept per review (longer ones are truncated); at most the model's limit")
-    max_train_samples: int | None = setting(None, "use only the first N training reviews (quick runs)")
-    max_eval_samples: int | None = setting(None, "use only the first N validation reviews")
-    max_test_samples: int | None = setting(None, "use only the first N test reviews")
     num_train_epochs: int = setting(3, "passes over the training reviews")
     max_steps: int | None = setting(None, "stop after this many optimizer steps (overrides num_train_epochs)")
     per_device_train_batch_size: int = setting(16, "reviews per training batch on each device")
@@ -63,17 +56,13 @@ class LoopConfig:
     weight_decay: float = setting(0.01, "AdamW weight decay (not on biases and LayerNorm weights)")
     warmup_steps: int = setting(500, "optimizer steps of linear warm-up")
     max_grad_norm: float = setting(1.0, "gradient clipping norm")
-    mixed_precision: str = setting("auto", "auto (bf16 or fp16 on a GPU, fp32 on CPU), no, bf16 or fp16")
     batching: str = setting("length_grouped", "length_grouped, random, or pad_to_max_length (the original run)")
     logging_steps: int = setting(50, "log training metrics every N optimizer steps")
     eval_steps: int | None = setting(None, "also evaluate every N steps (always at each epoch's end)")
     save_steps: int = setting(500, "save a checkpoint every N optimizer steps (and at the end)")
     save_total_limit: int | None = setting(2, "step checkpoints kept (best_model/ is separate); none, 0 or less: all")
     resume_from_checkpoint: str | None = setting(None, "a checkpoint folder, or latest (the newest in output_dir)")
-    cache_dir: str | None = setting(".cache/tokenized", "where tokenised splits are cached; none: tokenise each run")
-    report_to: str = setting("wandb", "wandb (offline without an API key) or none")
-    run_name: str | None = setting(None, "the W&B run's name")
-    trust_remote_code: bool = setting(False, "allow the model folder's own Python code")
+
 
 BATCHING = ("length_grouped", "random", "pad_to_max_length")
 
@@ -125,27 +114,22 @@ def evaluate_split(model, dataset, collate, accelerator: Accelerator, batch_size
 
 # ---------------------------------------------------------------- checkpoints
 
-def rng_state() -> dict:
-    rng = {"cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
-    return rng
-
-
-def save_checkpoint(path: Path, accelerator, model, tokenizer, optimizer, scheduler, state: dict) -> None:
-    """Everything a resumed run needs, each process's RNG state included, written by rank 0 as one folder."""
-    rngs = gather_object([rng_state()])  # in rank order
+def save_checkpoint(path: Path, accelerator, model, tokenizer, state: dict) -> None:
+    """Everything a resumed run needs, through Accelerate's save_state: weights, optimizer, the registered scheduler,
+    fp16's loss scaler and each process's RNG states; plus the model's config and tokenizer, so that a checkpoint
+    also loads with from_pretrained. Written into path.tmp and swapped in whole: a cut save is never a checkpoint."""
+    tmp = path.with_name(path.name + ".tmp")
     if accelerator.is_main_process:
-        with atomic_folder(path) as tmp:
-            accelerator.unwrap_model(model).save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-            torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-            if accelerator.scaler is not None:  # fp16: the loss scale it has settled on, and its growth tracker
-                torch.save(accelerator.scaler.state_dict(), tmp / "scaler.pt")
-            for rank, rng in enumerate(rngs):
-                torch.save(rng, tmp / f"rng_{rank}.pt")
-            (tmp / "state.json").write_text(json.dumps(state, indent=2))
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(model).config.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "state.json").write_text(json.dumps(state, indent=2))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        swap_in(tmp, path)
     accelerator.wait_for_everyone()
 
 
@@ -161,17 +145,9 @@ def prune_checkpoints(folder: Path, keep: int | None) -> None:
         shutil.rmtree(old)
 
 
-def load_checkpoint(path: Path, accelerator, model, optimizer, scheduler) -> dict:
-    accelerator.unwrap_model(model).load_state_dict(load_file(path / "model.safetensors"))
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
-    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
-    if accelerator.scaler is not None and (path / "scaler.pt").is_file():
-        accelerator.scaler.load_state_dict(torch.load(path / "scaler.pt", weights_only=True))
-    rng = torch.load(path / f"rng_{accelerator.process_index}.pt", weights_only=True)
-    torch.set_rng_state(rng["cpu"])
-    if "cuda" in rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-    return {"skipped_steps": 0, **json.loads((path / "state.json").read_text())}
+def load_checkpoint(path: Path, accelerator) -> dict:
+    accelerator.load_state(str(path))
+    return json.loads((path / "state.json").read_text())
 
 
 def save_best(folder: Path, accelerator, model, tokenizer, info: dict) -> None:
@@ -256,10 +232,13 @@ def train(cfg, accelerator, model, tokenizer, data, collate, logger, resume: Pat
                                   fused=accelerator.device.type == "cuda")
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
+    # registered, not prepared: a prepared scheduler steps once per process, which would run the schedule N times
+    # faster under N processes; registered, save_state and load_state keep it in every checkpoint
+    accelerator.register_for_checkpointing(scheduler)
     state = {"global_step": 0, "epoch": 0, "batches_done": 0, "best_accuracy": -1.0, "best_step": None,
              "train_time_s": 0.0, "train_samples": 0, "skipped_steps": 0}
     if resume:
-        state = load_checkpoint(resume, accelerator, model, optimizer, scheduler)
+        state = load_checkpoint(resume, accelerator)
         accelerator.print(f"resumed from {resume} at step {state['global_step']}")
 
     model.train()
@@ -268,11 +247,12 @@ def train(cfg, accelerator, model, tokenizer, data, collate, logger, resume: Pat
     while state["global_step"] < total_steps:
         batches.set_epoch(state["epoch"])
         loader.set_epoch(state["epoch"])  # Accelerate's loader keeps its own epoch count and passes it down
+        # resuming mid-epoch: the sampler replays the epoch's order, and the batches already trained are skipped
+        # without being loaded
+        done = state["batches_done"]
+        epoch_loader = accelerator.skip_first_batches(loader, done) if done else loader
         t0 = time.perf_counter()
-        for i, batch in enumerate(loader):
-            if i < state["batches_done"]:
-                t0 = time.perf_counter()
-                continue  # resuming mid-epoch: the sampler replays the epoch's order, skip what was done
+        for i, batch in enumerate(epoch_loader, start=done):
             last_of_epoch = i == len(loader) - 1
             update = (i + 1) % cfg.gradient_accumulation_steps == 0 or last_of_epoch
             step_loss = forward_backward(accelerator, model, batch, update, cfg.gradient_accumulation_steps)
@@ -299,8 +279,7 @@ def train(cfg, accelerator, model, tokenizer, data, collate, logger, resume: Pat
             if (cfg.eval_steps and step % cfg.eval_steps == 0) or last_of_epoch or step == total_steps:
                 validate(cfg, accelerator, model, tokenizer, data["validation"], collate, logger, state)
             if step % cfg.save_steps == 0 or step == total_steps:
-                save_checkpoint(out / "checkpoints" / f"step-{step:07d}", accelerator, model, tokenizer,
-                                optimizer, scheduler, state)
+                save_checkpoint(out / "checkpoints" / f"step-{step:07d}", accelerator, model, tokenizer, state)
                 if accelerator.is_main_process:
                     prune_checkpoints(out / "checkpoints", cfg.save_total_limit)
             if step >= total_steps:
@@ -311,7 +290,7 @@ def train(cfg, accelerator, model, tokenizer, data, collate, logger, resume: Pat
 
 
 def main(argv=None) -> dict | None:
-    cfg = parse_config(LoopConfig, argv)
+    (cfg,) = parse([LoopConfig], argv)
     if cfg.batching not in BATCHING:
         raise UserError(f"batching: expected one of {', '.join(BATCHING)}, got {cfg.batching!r}")
     start = time.perf_counter()
@@ -354,13 +333,16 @@ def main(argv=None) -> dict | None:
     # train_samples_per_second counts what this process trained: a resumed run's checkpoint holds the samples and
     # step time of the part before the resume too, which this train() call's wall time does not cover
     trained_here = state["train_samples"] - resumed.get("train_samples", 0)
-    throughput = {"train_samples_per_second": trained_here / train_runtime, "train_runtime": train_runtime,
-                  "train_step_samples_per_second": state["train_samples"] / max(state["train_time_s"], 1e-9)}
-    return finish_run(logger, "distilbert.train_loop", cfg.model_name_or_path, model, test,
-                      json.loads((best / "best.json").read_text())["validation"], state["best_step"],
-                      state["global_step"], manifest, data, accelerator.num_processes, accelerator.mixed_precision,
-                      throughput, start, cfg.output_dir,
-                      skipped_steps=state["skipped_steps"])  # fp16 steps the GradScaler skipped; 0 otherwise
+    return finish_run(logger, RunRecord(
+        script="distilbert.train_loop", model=cfg.model_name_or_path, model_parameters=parameter_count(model),
+        test=test, validation=json.loads((best / "best.json").read_text())["validation"],
+        best_step=state["best_step"], global_step=state["global_step"], manifest=manifest,
+        split_sizes_used={k: len(v) for k, v in data.items()}, num_processes=accelerator.num_processes,
+        mixed_precision=accelerator.mixed_precision, train_samples_per_second=trained_here / train_runtime,
+        train_runtime=train_runtime,
+        train_step_samples_per_second=state["train_samples"] / max(state["train_time_s"], 1e-9),
+        wall_time_s=round(time.perf_counter() - start, 1),
+        extra={"skipped_steps": state["skipped_steps"]}))  # fp16 steps the GradScaler skipped; 0 otherwise
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@
     accelerate launch --config_file configs/accelerate/ddp.yaml --num_processes 2 -m distilbert.train_trainer \
         --config configs/distilbert_trainer.yaml                  # one process per GPU
 
-Settings: the script's own (ScriptArguments below) plus every `TrainingArguments` field, from the YAML or the
+Settings: the model and data settings it shares with the loop (distilbert/model.py, distilbert/data.py) plus every
+`TrainingArguments` field, from the YAML or the
 command line. The run folder gets the same config.yaml, metrics.jsonl (same metric names) and results.json
 (same format) as distilbert/train_loop.py, so the two runs compare line by line; plus best_model/.
 """
@@ -14,66 +15,51 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from transformers import Trainer, TrainingArguments, set_seed
 
 from common.callbacks import MetricsLogger, checkpoint_step, find_trainer_checkpoint
-from common.config import parse_hf_args, run_main, setting
-from common.data import SPLIT_SEED_HELP, make_splits, summary_line
+from common.config import parse, run_main
+from common.data import make_splits, summary_line
 from common.distributed import one_gpu_per_process
 from common.predictions import write_predictions
 from common.metrics import classification_metrics, compute_metrics
 from common.precision import precision
 from common.tracking import RunLogger, configure_trainer_wandb
-from distilbert.data import Collator, limit_splits, tokenize_splits
-from distilbert.model import fit_max_length, load_model_and_tokenizer
-from distilbert.results import finish_run
+from distilbert.data import Collator, DataArguments, limit_splits, tokenize_splits
+from distilbert.model import ModelArguments, fit_max_length, load_model_and_tokenizer, parameter_count
+from distilbert.results import RunRecord, finish_run
 
 
-@dataclass
-class ScriptArguments:
-    model_name_or_path: str = setting("distilbert-base-uncased", "Hub id or local folder of the encoder to fine-tune")
-    data_dir: str | None = setting(None, "folder with train/test.parquet; else $IMDB_DATA_DIR; else the Hub")
-    protocol: str = setting("random_70_10_20", "split protocol: random_70_10_20, official or balanced")
-    split_seed: int = setting(42, SPLIT_SEED_HELP)
-    max_length: int = setting(512, "tokens kept per review (longer ones are truncated); at most the model's limit")
-    max_train_samples: int | None = setting(None, "use only the first N training reviews (quick runs)")
-    max_eval_samples: int | None = setting(None, "use only the first N validation reviews")
-    max_test_samples: int | None = setting(None, "use only the first N test reviews")
-    mixed_precision: str = setting("auto", "auto (bf16 or fp16 on a GPU, fp32 on CPU), no, bf16 or fp16")
-    cache_dir: str | None = setting(".cache/tokenized", "where tokenised splits are cached; none: tokenise each run")
-    trust_remote_code: bool = setting(False, "allow the model folder's own Python code")
-
-def build_args(script: ScriptArguments, args: TrainingArguments) -> TrainingArguments:
+def build_args(model_args: ModelArguments, args: TrainingArguments) -> TrainingArguments:
     """Mixed precision from the script's `auto` setting; W&B offline when no account is configured."""
-    if not (args.bf16 or args.fp16) and precision(script.mixed_precision) != "no":
-        args = dataclasses.replace(args, **{precision(script.mixed_precision): True})
+    if not (args.bf16 or args.fp16) and precision(model_args.mixed_precision) != "no":
+        args = dataclasses.replace(args, **{precision(model_args.mixed_precision): True})
     configure_trainer_wandb(args.report_to, args.output_dir)
     return args
 
 
 def main(argv=None) -> dict | None:
-    script, args = parse_hf_args((ScriptArguments, TrainingArguments), argv)
-    args = one_gpu_per_process(build_args(script, args), "distilbert.train_trainer")
+    model_args, data_args, args = parse([ModelArguments, DataArguments, TrainingArguments], argv)
+    args = one_gpu_per_process(build_args(model_args, args), "distilbert.train_trainer")
     resume = find_trainer_checkpoint(args.resume_from_checkpoint, args.output_dir)
     start = time.perf_counter()
     set_seed(args.seed)  # before the model: its new classification head is drawn now, not when the Trainer seeds
-    model, tokenizer = load_model_and_tokenizer(script.model_name_or_path, script.trust_remote_code)
-    script.max_length = fit_max_length(script.max_length, model, tokenizer)
-    splits, manifest = make_splits(script.protocol, script.split_seed, script.data_dir)
-    splits = limit_splits(splits, {"train": script.max_train_samples, "validation": script.max_eval_samples,
-                                   "test": script.max_test_samples})
+    model, tokenizer = load_model_and_tokenizer(model_args.model_name_or_path, model_args.trust_remote_code)
+    data_args.max_length = fit_max_length(data_args.max_length, model, tokenizer)
+    splits, manifest = make_splits(data_args.protocol, data_args.split_seed, data_args.data_dir)
+    splits = limit_splits(splits, {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples,
+                                   "test": data_args.max_test_samples})
     with args.main_process_first(desc="tokenise"):
-        data = tokenize_splits(splits, tokenizer, script.max_length, script.cache_dir)
+        data = tokenize_splits(splits, tokenizer, data_args.max_length, data_args.cache_dir)
 
     logger = None
     if args.process_index == 0:
         for name, df in splits.items():
             print(summary_line(name, {**manifest["splits"][name], "size": len(df)}))
-        config = {**dataclasses.asdict(script), **args.to_dict()}
+        config = {**dataclasses.asdict(model_args), **dataclasses.asdict(data_args), **args.to_dict()}
         # W&B is the Trainer's own (report_to); this logger writes the run folder's files
         logger = RunLogger(args.output_dir, config, report_to="none", run_name=args.run_name,
                            resume_step=checkpoint_step(resume))
@@ -92,11 +78,16 @@ def main(argv=None) -> dict | None:
         return None
     write_predictions(Path(args.output_dir) / "predictions.parquet", splits["test"]["text"].tolist(),
                       splits["test"]["label"].tolist(), per_example["prediction"], per_example["score"])
-    throughput = {"train_samples_per_second": train_output.metrics["train_samples_per_second"],
-                  "train_step_samples_per_second": metrics_logger.samples_per_second}
-    return finish_run(logger, "distilbert.train_trainer", script.model_name_or_path, trainer.model, test, validation,
-                      best_step(trainer), trainer.state.global_step, manifest, data, args.world_size,
-                      "bf16" if args.bf16 else "fp16" if args.fp16 else "no", throughput, start, args.output_dir)
+    return finish_run(logger, RunRecord(
+        script="distilbert.train_trainer", model=model_args.model_name_or_path,
+        model_parameters=parameter_count(trainer.model), test=test, validation=validation,
+        best_step=best_step(trainer), global_step=trainer.state.global_step, manifest=manifest,
+        split_sizes_used={k: len(v) for k, v in data.items()}, num_processes=args.world_size,
+        mixed_precision="bf16" if args.bf16 else "fp16" if args.fp16 else "no",
+        train_samples_per_second=train_output.metrics["train_samples_per_second"],
+        train_runtime=train_output.metrics["train_runtime"],
+        train_step_samples_per_second=metrics_logger.samples_per_second,
+        wall_time_s=round(time.perf_counter() - start, 1)))
 
 
 def split_metrics(trainer: Trainer, dataset, name: str) -> tuple[dict, dict]:

@@ -1,9 +1,9 @@
 """Mistral's three attention mechanisms, runnable: sliding-window attention, a rolling buffer KV cache, and chunked
 pre-fill; plus a small decoder built on them that runs the weights of a Hugging Face `MistralForCausalLM`.
 
-    python -m mistral.architecture verify     # the three modes against Hugging Face's forward; exit 1 on mismatch
-    python -m mistral.architecture figures    # images/mistral/*.png
-    python -m mistral.architecture table      # the parameter table of configs/mistral_7b_*.json, as markdown
+    python -m mistral.architecture                     # the three modes against HF's forward; exit 1 on a mismatch
+    python -m mistral.architecture --command figures   # images/mistral/*.png
+    python -m mistral.architecture --command table     # the parameter table of configs/mistral_7b_*.json, markdown
 
 Sliding-window attention. Position i attends to positions i-W+1 .. i (W = window), not to all of 0 .. i. One layer
 sees W tokens back, but layer k reads states that already summarise W tokens each, so after k layers information
@@ -20,39 +20,16 @@ then is written into the rolling buffer. Peak attention memory is C x (W + C) in
 """
 from __future__ import annotations
 
-import argparse
 import math
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-# ---------------------------------------------------------------- masks
-
-def causal_mask(n: int) -> torch.Tensor:
-    """[n, n] booleans: query i may attend to key j when j <= i."""
-    i = torch.arange(n)
-    return i[None, :] <= i[:, None]
-
-
-def sliding_window_mask(n: int, window: int | None) -> torch.Tensor:
-    """[n, n] booleans: query i may attend to key j when i - window < j <= i. window None: plain causal."""
-    allowed = causal_mask(n)
-    i = torch.arange(n)
-    return allowed & (i[None, :] > i[:, None] - window) if window else allowed
-
-
-def receptive_field(n: int, window: int, layers: int) -> torch.Tensor:
-    """Which positions can reach which after `layers` layers of sliding-window attention (boolean matrix power)."""
-    step = sliding_window_mask(n, window).float()
-    reach = step
-    for _ in range(layers - 1):
-        reach = (reach @ step).clamp(max=1)
-    return reach.bool()
+from common.config import ConfigError, parse, run_main, setting
+from mistral.architecture_figures import ROOT, figures, table
+from mistral.attention_masks import sliding_window_mask
 
 
 # ---------------------------------------------------------------- the building blocks
@@ -239,27 +216,24 @@ def verify(window: int = 8, length: int = 37, chunks=(8, 5, 3), seed: int = 0, t
     return report
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mistral.architecture", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("verify", help="compare the three modes with Hugging Face's forward")
-    fig = sub.add_parser("figures", help="draw the mechanisms",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    fig.add_argument("--out", default=str(ROOT / "images" / "mistral"), help="folder the PNGs are written to")
-    sub.add_parser("table", help="print the parameter table of the configs in configs/")
-    args = parser.parse_args(argv)
-    if args.command == "table":
-        from mistral.architecture_figures import table
+@dataclass
+class ArchitectureArguments:
+    command: str = setting("verify", "verify (the three modes against Hugging Face's forward; exit 1 on a mismatch), "
+                                     "figures (images/mistral/*.png) or table (configs/mistral_7b_*.json as markdown)")
+    out: str = setting(str(ROOT / "images" / "mistral"), "folder the figures are written to")
 
+
+def main(argv=None) -> int:
+    (args,) = parse([ArchitectureArguments], argv)
+    if args.command == "table":
         print(table())
         return 0
     if args.command == "figures":
-        from mistral.architecture_figures import figures
-
         for path in figures(Path(args.out)):
             print(f"wrote {path}")
         return 0
+    if args.command != "verify":
+        raise ConfigError(f"command: expected verify, figures or table, got {args.command!r}")
     report = verify()
     print(f"tiny random Mistral: window {report['window']}, {report['length']} tokens, 4 heads / 2 KV heads, 3 layers")
     print("largest |logit difference| against Hugging Face's forward:")
@@ -273,4 +247,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -1,5 +1,5 @@
-"""Figures and the parameter table for mistral/architecture.py's mechanisms (`python -m mistral.architecture figures`
-and `table`): one function per figure, each drawn from the masks the reference code uses."""
+"""Figures and the parameter table for mistral/architecture.py's mechanisms (`python -m mistral.architecture
+--command figures` and `--command table`): one function per figure, each drawn from the masks the attention uses."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,9 @@ from pathlib import Path
 
 import torch
 
-from mistral.architecture import ROOT, causal_mask, receptive_field, sliding_window_mask
+from mistral.attention_masks import causal_mask, receptive_field, sliding_window_mask
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _plt():

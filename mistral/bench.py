@@ -23,10 +23,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.config import parse_config, run_main, setting
-from common.data import make_splits
+from common.config import parse, run_main, setting
+from common.data import ImdbArguments, make_splits
 from common.io import write_json
-from common.random_models import bpe_tokenizer, save_random_mistral
+from fixtures.random_models import bpe_tokenizer, save_random_mistral
 from mistral.evaluate import generate_labels, score_labels
 from mistral.model import load_base
 from mistral.prompts import PromptArguments, make_format
@@ -40,8 +40,7 @@ SIZES = {
 
 
 @dataclass
-class BenchConfig:
-    data_dir: str | None = setting(None, "folder with train/test.parquet; else $IMDB_DATA_DIR; else the Hub")
+class BenchConfig(ImdbArguments):
     model_name_or_path: str | None = setting(None, "a causal LM to time; default: a random Mistral of `size`")
     size: str = setting("small", "random Mistral size: small (CPU) or 7b (Mistral-7B's shape)")
     load_in_4bit: bool = setting(False, "load the model in 4-bit NF4")
@@ -50,7 +49,7 @@ class BenchConfig:
     batch_size: int = setting(8, "reviews per forward pass in label scoring")
     max_length: int = setting(512, "prompt tokens at most")
     max_new_tokens: int = setting(5, "tokens generated per review")
-    seed: int = setting(42, "seed of the splits and the random model")
+    seed: int = setting(42, "seed of the random model")
     output: str | None = setting(None, "also write the figures as JSON here")
     train_step: bool = setting(False, "time QLoRA training steps instead of evaluation")
     steps: int = setting(5, "timed training steps (after one warm-up step)")
@@ -205,10 +204,10 @@ def scoring_agreement(preds: dict[str, list[int]], generated: list[int | None], 
 
 
 def main(argv=None) -> dict:
-    cfg = parse_config(BenchConfig, argv)
+    (cfg,) = parse([BenchConfig], argv)
     if cfg.train_step:
         return train_step_report(cfg)
-    splits, _ = make_splits("balanced", cfg.seed, cfg.data_dir, n_train=cfg.n_tokenizer_reviews, n_eval=2,
+    splits, _ = make_splits("balanced", cfg.split_seed, cfg.data_dir, n_train=cfg.n_tokenizer_reviews, n_eval=2,
                             n_test=max(cfg.n_reviews + cfg.n_reviews % 2, 2))
     reviews = splits["test"]["text"].tolist()[:cfg.n_reviews]
     labels = splits["test"]["label"].tolist()[:cfg.n_reviews]

@@ -24,12 +24,12 @@ from accelerate import PartialState
 from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
-from common.config import UserError, parse_hf_args, run_main, setting
-from common.data import summary_line
+from common.config import UserError, parse, run_main, setting
+from common.data import BalancedArguments, summary_line
 from common.metrics import classification_metrics, scalar_metrics
 from common.predictions import write_predictions
-from common.tracking import RunLogger
-from mistral.data import DataArguments, balanced_splits
+from common.tracking import RunLogger, TrackingArguments
+from mistral.data import balanced_splits
 from mistral.model import ModelArguments, check_adapter_folder, load_adapter, load_base, load_tokenizer
 from mistral.prompts import PromptArguments, PromptFormat, make_format
 
@@ -37,18 +37,22 @@ MODES = ("score", "generate")
 
 
 @dataclass
-class EvalArguments:
+class ScoringArguments:
+    """Settings of every command that scores reviews with a causal LM (this one and mistral.variant_mass)."""
     adapter: str | None = setting(None, "a LoRA adapter folder saved by mistral.train_sft (best_adapter/)")
+
+
+@dataclass
+class EvalArguments(ScoringArguments, TrackingArguments):
     split: str = setting("test", "train, validation or test of the balanced protocol")
     mode: str = setting("score", "score (label scoring, batched) or generate (greedy generation, parsed)")
     batch_size: int = setting(8, "reviews per forward pass in label scoring")
     max_length: int = setting(512, "prompt tokens at most; longer reviews are shortened, the answer cue kept")
     max_new_tokens: int = setting(5, "tokens generated per review in generate mode")
     output_dir: str = setting("runs/mistral_eval", "the run folder: config, metrics, results")
-    report_to: str = setting("wandb", "wandb (offline without an API key) or none")
     trust_remote_code: bool = setting(False, "allow the model folder's own Python code")
 
-SETTINGS = (EvalArguments, DataArguments, ModelArguments, PromptArguments)
+SETTINGS = (EvalArguments, BalancedArguments, ModelArguments, PromptArguments)
 
 
 def left_pad(batch: list[list[int]], pad_id: int, device) -> dict[str, torch.Tensor]:
@@ -147,7 +151,7 @@ def evaluate_reviews(model, fmt: PromptFormat, reviews: list[str], labels: list[
 
 
 def main(argv=None) -> dict | None:
-    args, data_args, model_args, prompt_args = parse_hf_args(SETTINGS, argv)
+    args, data_args, model_args, prompt_args = parse(SETTINGS, argv)
     # under accelerate launch / torchrun: joins the process group (gloo on CPU), so the reviews split between ranks
     state = PartialState(cpu=not torch.cuda.is_available())
     if args.mode not in MODES:
@@ -172,7 +176,7 @@ def main(argv=None) -> dict | None:
     if not state.is_main_process:  # every rank has the gathered metrics; rank 0 alone writes and reports them
         return None
     config = {**vars(args), **vars(data_args), **vars(model_args), **vars(prompt_args)}
-    logger = RunLogger(args.output_dir, config, args.report_to)
+    logger = RunLogger(args.output_dir, config, args.report_to, args.run_name)
     logger.log({f"{args.split}/{k}": v for k, v in scalar_metrics(metrics).items()}, 0)
     results = {"script": "mistral.evaluate", "model": model_args.model_name_or_path, "adapter": args.adapter,
                "model_parameters": sum(p.numel() for p in model.parameters()),

@@ -28,8 +28,8 @@ from transformers import TrainerCallback, set_seed
 from trl import SFTConfig, SFTTrainer
 
 from common.callbacks import MetricsLogger, checkpoint_step, find_trainer_checkpoint
-from common.config import UserError, parse_hf_args, run_main, setting
-from common.data import summary_line
+from common.config import UserError, parse, run_main, setting
+from common.data import BalancedArguments, summary_line
 from common.distributed import one_gpu_per_process
 from common.io import write_json
 from common.metrics import scalar_metrics
@@ -37,7 +37,7 @@ from common.tracking import RunLogger, configure_trainer_wandb
 from mistral.evaluate import evaluate_reviews
 from mistral.learning_guard import LearningGuard
 from common.precision import compute_dtype
-from mistral.data import DataArguments, balanced_splits
+from mistral.data import balanced_splits
 from mistral.model import ModelArguments, add_lora, load_base, load_tokenizer
 from mistral.prompts import PromptArguments, make_format
 
@@ -47,7 +47,7 @@ class ScriptArguments:
     eval_batch_size: int = setting(8, "reviews per forward pass in label scoring")
     merge: bool = setting(False, "also write merged/: unquantised base weights with the adapter folded in")
 
-SETTINGS = (ScriptArguments, DataArguments, ModelArguments, PromptArguments, SFTConfig)
+SETTINGS = (ScriptArguments, BalancedArguments, ModelArguments, PromptArguments, SFTConfig)
 # The script's defaults where TRL's would not run it: mixed precision follows ModelArguments.dtype (configure sets
 # bf16 or fp16), and TRL's bf16=True would already fail at parsing on a machine without bf16; the best epoch is
 # chosen on eval accuracy, so there must be evaluations.
@@ -146,7 +146,7 @@ def load_best_adapter(model, folder: Path) -> None:
 
 
 def main(argv=None) -> dict | None:
-    script, data_args, model_args, prompt_args, sft = parse_hf_args(SETTINGS, argv, defaults=SFT_DEFAULTS)
+    script, data_args, model_args, prompt_args, sft = parse(SETTINGS, argv, defaults=SFT_DEFAULTS)
     start = time.perf_counter()
     splits, manifest, fmt, sft, resume = check_settings(data_args, model_args, prompt_args, sft)
     out, test = Path(sft.output_dir), splits["test"]

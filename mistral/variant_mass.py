@@ -17,23 +17,21 @@ from pathlib import Path
 
 import torch
 
-from common.config import parse_hf_args, run_main, setting
+from common.config import parse, run_main, setting
+from common.data import BalancedArguments
 from common.metrics import classification_metrics
 from common.tracking import RunLogger
-from mistral.data import DataArguments, balanced_splits
-from mistral.evaluate import left_pad
+from mistral.data import balanced_splits
+from mistral.evaluate import ScoringArguments, left_pad
 from mistral.model import ModelArguments, load_adapter, load_base, load_tokenizer
 from mistral.prompts import PROBE, PromptArguments, make_format
 
 
 @dataclass
-class MassArguments:
-    adapter: str | None = setting(None, "a LoRA adapter folder saved by mistral.train_sft (best_adapter/)")
-    batch_size: int = setting(8, "reviews per forward pass")
-    max_length: int = setting(512, "prompt tokens at most; longer reviews are shortened, the answer cue kept")
+class MassArguments(ScoringArguments):
     output_dir: str = setting("runs/variant_mass", "the run folder: config and results")
 
-SETTINGS = (MassArguments, DataArguments, ModelArguments, PromptArguments)
+SETTINGS = (MassArguments, BalancedArguments, ModelArguments, PromptArguments)
 
 
 def prefix_tokens(fmt, word: str) -> set[int]:
@@ -73,7 +71,7 @@ def answer_probabilities(model, fmt, reviews: list[str], tokens: list[int], batc
 
 
 def main(argv=None) -> dict:
-    args, data_args, model_args, prompt_args = parse_hf_args(SETTINGS, argv)
+    args, data_args, model_args, prompt_args = parse(SETTINGS, argv)
     splits, manifest = balanced_splits(data_args)
     test = splits["test"]
     tokenizer = load_tokenizer(model_args.model_name_or_path)

@@ -10,7 +10,7 @@ os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read once, when cuBLAS starts: deterministic GPU tests
 
-from common.synthetic import write_imdb  # noqa: E402
+from fixtures.synthetic import write_imdb  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

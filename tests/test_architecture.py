@@ -4,9 +4,9 @@ import sys
 import pytest
 import torch
 
-from mistral.architecture import (MiniMistral, causal_mask, receptive_field, sliding_window_mask,
-                                  tiny_config, verify)
+from mistral.architecture import MiniMistral, tiny_config, verify
 from mistral.architecture_figures import figures, table
+from mistral.attention_masks import causal_mask, receptive_field, sliding_window_mask
 from tests.conftest import ROOT
 
 TOL = 1e-4
@@ -76,8 +76,8 @@ def test_prompt_shorter_than_the_window(models):
 
 
 def test_verify_command_exits_zero():
-    proc = subprocess.run([sys.executable, "-m", "mistral.architecture", "verify"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "mistral.architecture", "--command", "verify"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "OK" in proc.stdout and "full_attention_no_window" in proc.stdout
     assert verify(window=4, length=15, chunks=(4, 6))["ok"]

@@ -1,10 +1,10 @@
-"""common.compare: paired comparison of two runs' test predictions (McNemar, intervals), refusing different sets."""
+"""analysis.compare: paired comparison of two runs' test predictions (McNemar, intervals), refusing different sets."""
 import json
 
 import pandas as pd
 import pytest
 
-from common.compare import main as compare
+from analysis.compare import main as compare
 from common.config import UserError
 from common.predictions import write_predictions
 
@@ -25,7 +25,7 @@ def test_two_runs_compared_example_by_example(tmp_path, capsys):
         b[i] = 1 - b[i]
     b_ok_a_wrong = [10]                   # and one right where A is wrong
     a[10] = 1 - a[10]
-    result = compare([str(fake_run(tmp_path / "a", labels, a)), str(fake_run(tmp_path / "b", labels, b))])
+    result = compare(["--runs", f"{fake_run(tmp_path / 'a', labels, a)},{fake_run(tmp_path / 'b', labels, b)}"])
     assert (result["a_only_correct"], result["b_only_correct"]) == (10, len(b_ok_a_wrong))
     assert result["p_value"] == pytest.approx(2 * 12 / 2**11)  # exact: 2 * P(X <= 1), X ~ Bin(11, 1/2)
     assert result["difference"] == pytest.approx(0.99 - 0.90)
@@ -38,7 +38,7 @@ def test_a_mistral_run_compares_zero_shot_with_tuned(tmp_path):
     labels = [0, 1] * 20
     run = fake_run(tmp_path / "sft", labels, [1] * 40, name="predictions_zero_shot.parquet")
     write_predictions(run / "predictions_tuned.parquet", [f"review {i}" for i in range(40)], labels, labels)
-    result = compare([str(run)])
+    result = compare(["--runs", str(run)])
     assert result["accuracy_a"] == 0.5 and result["accuracy_b"] == 1.0
     assert result["b_only_correct"] == 20 and result["p_value"] < 1e-5
 
@@ -52,18 +52,18 @@ def test_refuses_different_test_sets(tmp_path, change, match):
     a = fake_run(tmp_path / "a", labels, labels)
     b = fake_run(tmp_path / "b", labels, labels, **change)
     with pytest.raises(UserError, match=match):
-        compare([str(a), str(b)])
+        compare(["--runs", f"{a},{b}"])
 
 
 def test_a_run_without_predictions_is_named(tmp_path):
     (tmp_path / "old").mkdir()
     with pytest.raises(UserError, match="old: no predictions.parquet"):
-        compare([str(tmp_path / "old"), str(tmp_path / "old")])
+        compare(["--runs", f"{tmp_path / 'old'},{tmp_path / 'old'}"])
 
 
 def test_unparsed_answers_count_as_wrong(tmp_path):
     labels = [0, 1, 0, 1]
     a = fake_run(tmp_path / "a", labels, [0, 1, None, None])
     b = fake_run(tmp_path / "b", labels, labels)
-    assert compare([str(a), str(b)])["accuracy_a"] == 0.5
+    assert compare(["--runs", f"{a},{b}"])["accuracy_a"] == 0.5
     assert pd.read_parquet(a / "predictions.parquet")["prediction"].isna().sum() == 2

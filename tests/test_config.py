@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from common.config import ConfigError, parse_config
+from common.config import ConfigError, _is_library, parse
 from tests.conftest import ROOT
 
 
@@ -21,7 +21,7 @@ class Cfg:
 def test_defaults_yaml_then_command_line(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("learning_rate: 1e-4\nnum_train_epochs: 2\nbf16: true\nC: [0.5, 2]\n")
-    cfg = parse_config(Cfg, ["--config", str(path), "--num_train_epochs", "5", "--max_train_samples=100"])
+    (cfg,) = parse([Cfg], ["--config", str(path), "--num_train_epochs", "5", "--max_train_samples=100"])
     assert cfg.learning_rate == pytest.approx(1e-4)  # YAML 1.1 reads 1e-4 as a string: converted
     assert cfg.num_train_epochs == 5
     assert cfg.bf16 is True
@@ -31,7 +31,7 @@ def test_defaults_yaml_then_command_line(tmp_path):
 
 
 def test_command_line_types():
-    cfg = parse_config(Cfg, ["--bf16", "false", "--max_train_samples", "none", "--C", "1,2", "--learning_rate", "3e-5"])
+    (cfg,) = parse([Cfg], ["--bf16", "false", "--max_train_samples", "none", "--C", "1,2", "--learning_rate", "3e-5"])
     assert cfg.bf16 is False and cfg.max_train_samples is None and cfg.C == [1.0, 2.0]
     assert cfg.learning_rate == pytest.approx(3e-5)
 
@@ -46,31 +46,35 @@ def test_command_line_types():
 ])
 def test_errors(argv, match):
     with pytest.raises(ConfigError, match=match):
-        parse_config(Cfg, argv)
+        parse([Cfg], argv)
 
 
 def test_unknown_key_in_yaml_names_the_file(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("learning_rate: 1e-4\nepochs: 3\n")
     with pytest.raises(ConfigError, match=rf"unknown key\(s\) epochs in {path}; valid keys:"):
-        parse_config(Cfg, ["--config", str(path)])
+        parse([Cfg], ["--config", str(path)])
 
 
 def script_settings():
-    """Each YAML in configs/ and how its script parses it."""
+    """Each YAML in configs/ and the settings dataclasses its script parses it into."""
+    from transformers import TrainingArguments
+    from trl import SFTConfig
+
     from baseline.tfidf import BaselineConfig
+    from common.data import BalancedArguments
+    from distilbert.data import DataArguments
+    from distilbert.model import ModelArguments as EncoderArguments
     from distilbert.train_loop import LoopConfig
-    from distilbert.train_trainer import ScriptArguments as TrainerScript
     from mistral.evaluate import EvalArguments
-    from mistral.data import DataArguments
     from mistral.model import ModelArguments
     from mistral.prompts import PromptArguments
     from mistral.train_sft import ScriptArguments as SFTScript
 
-    return {"baseline.yaml": BaselineConfig, "distilbert_loop.yaml": LoopConfig,
-            "distilbert_trainer.yaml": (TrainerScript, "TrainingArguments"),
-            "mistral_sft.yaml": (SFTScript, DataArguments, ModelArguments, PromptArguments, "SFTConfig"),
-            "mistral_eval.yaml": (EvalArguments, DataArguments, ModelArguments, PromptArguments)}
+    return {"baseline.yaml": (BaselineConfig,), "distilbert_loop.yaml": (LoopConfig,),
+            "distilbert_trainer.yaml": (EncoderArguments, DataArguments, TrainingArguments),
+            "mistral_sft.yaml": (SFTScript, BalancedArguments, ModelArguments, PromptArguments, SFTConfig),
+            "mistral_eval.yaml": (EvalArguments, BalancedArguments, ModelArguments, PromptArguments)}
 
 
 def same(parsed, written) -> bool:
@@ -85,37 +89,64 @@ def test_every_yaml_in_configs_parses_against_its_script_with_its_values():
     import dataclasses
 
     import yaml
-    from transformers import TrainingArguments
-    from trl import SFTConfig
 
-    from common.config import parse_hf_args
     from mistral.train_sft import SFT_DEFAULTS
 
     settings = script_settings()
     assert {p.name for p in (ROOT / "configs").glob("*.yaml")} == set(settings)
-    hf = {"TrainingArguments": TrainingArguments, "SFTConfig": SFTConfig}
     for name, types in settings.items():
         path = ROOT / "configs" / name
         written = yaml.safe_load(path.read_text())
-        if isinstance(types, tuple):
-            types = tuple(hf.get(t, t) for t in types)
-            defaults = SFT_DEFAULTS if SFTConfig in types else None
-            parsed = parse_hf_args(types, ["--config", str(path)], defaults=defaults)
-        else:
-            parsed = (parse_config(types, ["--config", str(path)]),)
+        defaults = SFT_DEFAULTS if name == "mistral_sft.yaml" else None
+        parsed = parse(types, ["--config", str(path)], defaults=defaults)
         values = {f.name: getattr(obj, f.name) for obj in parsed for f in dataclasses.fields(obj)}
         wrong = {k: (values[k], v) for k, v in written.items() if not same(values[k], v)}
         assert not wrong, f"{name}: {wrong}"
 
 
-def all_settings_classes():
-    from tools.demo import DemoConfig
-    from common.real_models import Args
-    from distilbert.bench import BenchConfig as DistilBench
-    from mistral.bench import BenchConfig as MistralBench
+def test_a_library_dataclass_keeps_the_string_none_and_ours_reads_it_as_none():
+    """report_to none is TrainingArguments' own word (None would mean its default); our optional settings read none
+    as None (a cache_dir named none would make a folder of that name)."""
+    from transformers import TrainingArguments
 
-    classes = [c for types in script_settings().values() for c in (types if isinstance(types, tuple) else (types,))]
-    return [c for c in classes if not isinstance(c, str)] + [DemoConfig, Args, DistilBench, MistralBench]
+    from distilbert.data import DataArguments
+
+    data, training = parse([DataArguments, TrainingArguments], ["--report_to", "none", "--cache_dir", "none",
+                                                                "--output_dir", "x"])
+    assert training.report_to in ("none", ["none"], [])
+    assert data.cache_dir is None
+
+
+def test_a_library_default_replaced_by_the_script_yields_to_yaml_and_command_line(tmp_path):
+    from transformers import TrainingArguments
+
+    path = tmp_path / "c.yaml"
+    path.write_text("output_dir: x\nlearning_rate: 1e-4\n")
+    (args,) = parse([TrainingArguments], ["--config", str(path)], defaults={"learning_rate": 3e-3, "seed": 7})
+    assert args.learning_rate == pytest.approx(1e-4) and args.seed == 7
+    (args,) = parse([TrainingArguments], ["--config", str(path), "--seed", "8"], defaults={"seed": 7})
+    assert args.seed == 8
+
+
+def all_settings_classes():
+    from analysis.compare import CompareArguments
+    from analysis.plots import PlotArguments
+    from analysis.report import ReportArguments
+    from analysis.seeds import SeedsArguments
+    from common.data import ExportArguments
+    from distilbert.bench import BenchConfig as DistilBench
+    from distilbert.predict import PredictArguments
+    from mistral.architecture import ArchitectureArguments
+    from mistral.bench import BenchConfig as MistralBench
+    from mistral.variant_mass import MassArguments
+    from tools.demo import DemoConfig
+    from tools.gpu_check import GpuCheckArguments
+    from tools.prepare_models import Args
+
+    classes = [c for types in script_settings().values() for c in types if not _is_library(c)]
+    return classes + [DemoConfig, Args, DistilBench, MistralBench, CompareArguments, PlotArguments, ReportArguments,
+                      SeedsArguments, ExportArguments, PredictArguments, ArchitectureArguments, MassArguments,
+                      GpuCheckArguments]
 
 
 def test_every_setting_has_a_one_line_meaning():
@@ -126,10 +157,19 @@ def test_every_setting_has_a_one_line_meaning():
     assert not missing
 
 
-@pytest.mark.parametrize("module", ["distilbert.train_loop", "distilbert.train_trainer", "mistral.train_sft",
-                                    "mistral.evaluate", "baseline.tfidf", "distilbert.bench", "mistral.bench",
-                                    "common.real_models", "tools.demo", "distilbert.predict"])
-def test_help_lists_every_setting_with_its_default_and_meaning(module, capsys):
+SCRIPT_OF = {"baseline.yaml": "baseline.tfidf", "distilbert_loop.yaml": "distilbert.train_loop",
+             "distilbert_trainer.yaml": "distilbert.train_trainer", "mistral_sft.yaml": "mistral.train_sft",
+             "mistral_eval.yaml": "mistral.evaluate"}
+SCRIPTS = ["distilbert.train_loop", "distilbert.train_trainer", "mistral.train_sft", "mistral.evaluate",
+           "mistral.variant_mass", "mistral.architecture", "baseline.tfidf", "distilbert.bench", "mistral.bench",
+           "distilbert.predict", "common.data", "analysis.report", "analysis.compare", "analysis.plots",
+           "analysis.seeds", "tools.prepare_models", "tools.demo", "tools.gpu_check"]
+
+
+@pytest.mark.parametrize("module", SCRIPTS)
+def test_help_names_the_script_and_lists_every_setting_with_its_meaning(module, capsys):
+    """Every script parses its settings one way: --help names it, says what it does (its docstring's first
+    paragraph) and lists each setting of each dataclass it reads, with the meaning written where the setting is."""
     import dataclasses
     import importlib
 
@@ -137,28 +177,26 @@ def test_help_lists_every_setting_with_its_default_and_meaning(module, capsys):
     with pytest.raises(SystemExit) as exit_:
         source.main(["--help"])
     assert exit_.value.code in (0, None)
-    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
-    assert text.startswith("usage: ") and "default" in text
-    for cls in all_settings_classes():
-        if cls.__module__ != module and not (cls.__name__ in ("ModelArguments", "PromptArguments", "DataArguments")
-                                             and module in ("mistral.train_sft", "mistral.evaluate")):
-            continue
-        for f in dataclasses.fields(cls):
-            assert f"--{f.name}" in text, f"{module} --help: no --{f.name}"
-            assert " ".join(f.metadata["help"].split()) in text, f"{module} --help: no meaning of {f.name}"
-
-
-@pytest.mark.parametrize("module", ["common.report", "common.compare", "common.plots", "common.seeds", "common.data"])
-def test_tools_help_names_the_tool_and_what_it_does(module, capsys):
-    import importlib
-
-    source = importlib.import_module(module)
-    with pytest.raises(SystemExit) as exit_:
-        source.main(["--help"])
-    assert exit_.value.code in (0, None)
     text = " ".join(capsys.readouterr().out.split())
-    assert text.startswith(f"usage: python -m {module} ")
-    assert " ".join(source.__doc__.split("\n\n")[0].split()) in text  # the docstring's first paragraph
+    assert text.startswith(f"usage: python -m {module} [--config FILE.yaml]")
+    assert " ".join(source.__doc__.split("\n\n")[0].split()) in text
+    own = [c for c in all_settings_classes() if c.__module__ == module]
+    shared = [c for yaml, types in script_settings().items() if SCRIPT_OF[yaml] == module for c in types]
+    for cls in own + shared:
+        for f in dataclasses.fields(cls):
+            if f.init:
+                assert f"--{f.name} " in text, f"{module} --help: no --{f.name}"
+                assert " ".join(str(f.metadata.get("help", "")).split()) in text, f"{module}: no meaning of {f.name}"
+
+
+def test_every_script_parses_with_the_one_settings_parser():
+    """No script builds its own argument parser or reads sys.argv by hand."""
+    offenders = []
+    for module in SCRIPTS:
+        text = (ROOT / (module.replace(".", "/") + ".py")).read_text()
+        if "argparse" in text or "sys.argv" in text or "parse(" not in text:
+            offenders.append(module)
+    assert not offenders
 
 
 def test_help_names_the_script_and_exits_0():
@@ -172,3 +210,25 @@ def test_script_prints_one_line_error():
                            "--ngram", "3"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: unknown key(s) ngram") and proc.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("module", SCRIPTS)
+def test_script_docstring_opens_with_the_command_that_runs_it(module):
+    """After its one-paragraph purpose, a script's docstring gives the command: `python -m MODULE ...`."""
+    import importlib
+
+    paragraphs = importlib.import_module(module).__doc__.split("\n\n")
+    assert f"python -m {module}" in paragraphs[1], f"{module}: no `python -m {module}` right after its purpose"
+
+
+@pytest.mark.parametrize("path", sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "configs").rglob("*.yaml")))
+def test_config_header_says_what_it_is_for_and_which_command_uses_it(path):
+    header = []
+    for line in (ROOT / path).read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        header.append(line)
+    text = " ".join(header)
+    assert len(header) >= 2, f"{path}: no header comment"
+    assert "python -m " in text or "accelerate launch" in text, f"{path}: the header names no command"
+    assert f"--config {path}" in text or f"--config_file {path}" in text, f"{path}: the command does not use it"

@@ -6,7 +6,7 @@ import pytest
 
 from common.data import DataError, clean_text, export, load_imdb, make_splits
 from tests.conftest import ROOT
-from common.synthetic import make_imdb
+from fixtures.synthetic import make_imdb
 
 
 def texts(df):
@@ -158,7 +158,7 @@ def test_data_dir_from_environment(imdb_dir, monkeypatch):
 
 def test_export_command(imdb_dir, tmp_path):
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "common.data", "export", "--protocol", "balanced", "--seed", "1",
+    proc = subprocess.run([sys.executable, "-m", "common.data", "--protocol", "balanced", "--split_seed", "1",
                            "--n_train", "20", "--n_eval", "10", "--n_test", "30", "--data_dir", str(imdb_dir),
                            "--out", str(out)], capture_output=True, text=True, cwd=ROOT, check=True)
     lines = proc.stdout.splitlines()
@@ -170,7 +170,7 @@ def test_export_command(imdb_dir, tmp_path):
 
 
 def test_export_command_bad_folder_is_one_line_error(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "common.data", "export", "--data_dir", str(tmp_path / "nope"),
+    proc = subprocess.run([sys.executable, "-m", "common.data", "--data_dir", str(tmp_path / "nope"),
                            "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "data folder not found" in proc.stderr

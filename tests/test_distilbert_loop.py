@@ -54,8 +54,10 @@ def test_loop_learns_and_writes_run_folder(trained_run):
     assert model.config.id2label[1] == "positive"
     assert (out / "config.yaml").is_file()
     ckpt = sorted((out / "checkpoints").iterdir())[-1]
-    assert {"model.safetensors", "optimizer.pt", "scheduler.pt", "rng_0.pt", "state.json",
-            "tokenizer.json"} <= {p.name for p in ckpt.iterdir()}
+    # Accelerate's save_state (weights, optimizer, the registered scheduler, RNG states), plus a loadable model folder
+    assert {"model.safetensors", "optimizer.bin", "custom_checkpoint_0.pkl", "random_states_0.pkl", "state.json",
+            "config.json", "tokenizer.json"} <= {p.name for p in ckpt.iterdir()}
+    assert AutoModelForSequenceClassification.from_pretrained(ckpt).config.id2label[1] == "positive"
 
 
 class LossScaledAccelerator(loop.Accelerator):
@@ -113,7 +115,8 @@ def test_resume_matches_uninterrupted(device, precision, tiny_distilbert, imdb_d
     assert resumed["skipped_steps"] == full["skipped_steps"]
     if (device, precision) == ("cpu", "fp16"):  # the resumed run kept the loss scale, so it skipped the same updates
         assert 0 < resumed["skipped_steps"] < 32
-        scheduler = torch.load(tmp_path / "cut" / "checkpoints" / "step-0000032" / "scheduler.pt")
+        scheduler = torch.load(tmp_path / "cut" / "checkpoints" / "step-0000032" / "custom_checkpoint_0.pkl",
+                               weights_only=False)
         assert scheduler["last_epoch"] == 32 - resumed["skipped_steps"]  # the schedule waited at each skipped one
 
 
@@ -153,17 +156,18 @@ def test_collator_pads_to_longest_or_fixed_width():
 
 def test_predict_on_saved_model(trained_run, tmp_path, capsys):
     from distilbert.predict import main as predict
-    from common.synthetic import review
+    from fixtures.synthetic import review
 
     out, _ = trained_run
     rng = np.random.default_rng(123)
     labels = [i % 2 for i in range(20)]
     reviews = [review(rng, y, 30) for y in labels]
     (tmp_path / "reviews.txt").write_text("\n".join(reviews[1:]) + "\n")
-    results = predict(["--model", str(out / "best_model"), "--file", str(tmp_path / "reviews.txt"), reviews[0]])
+    results = predict(["--model", str(out / "best_model"), "--file", str(tmp_path / "reviews.txt"),
+                       "--text", reviews[0]])
     assert len(results) == 20 and capsys.readouterr().out.count("\n") == 20
     predicted = [label for label, _ in results]
-    expected = [("negative", "positive")[y] for y in labels]  # texts given as arguments come first
+    expected = [("negative", "positive")[y] for y in labels]  # --text comes first
     assert sum(p == e for p, e in zip(predicted, expected)) >= 18
     assert all(0.5 <= p <= 1 for _, p in results)
 

@@ -3,7 +3,9 @@ import json
 import pytest
 
 import distilbert.train_trainer as tt
-from common.config import ConfigError, UserError, parse_hf_args
+from common.config import ConfigError, UserError, parse
+from distilbert.data import DataArguments
+from distilbert.model import ModelArguments
 from tests.conftest import ROOT, run_on_synthetic
 
 CONFIG = str(ROOT / "configs/distilbert_trainer.yaml")
@@ -26,8 +28,8 @@ def test_trainer_learns_and_writes_same_files_as_loop(trainer_run):
     saved = json.loads((out / "results.json").read_text())
     loop_keys = {"script", "model", "model_parameters", "test", "validation", "best_step", "global_step", "manifest",
                  "split_sizes_used",
-                 "num_processes", "mixed_precision", "train_samples_per_second", "train_step_samples_per_second",
-                 "wall_time_s", "run_info"}
+                 "num_processes", "mixed_precision", "train_samples_per_second", "train_runtime",
+                 "train_step_samples_per_second", "wall_time_s", "run_info"}
     assert set(saved) == loop_keys
     assert set(saved["test"]) == {"loss", "accuracy", "precision", "recall", "f1", "accuracy_negative",
                                   "accuracy_positive", "confusion_matrix", "n", "accuracy_ci95", "f1_ci95"}
@@ -55,14 +57,14 @@ def test_best_checkpoint_is_chosen_by_validation_accuracy(trainer_run):
 
 
 def test_yaml_and_command_line_reach_training_arguments():
-    script, training = parse_hf_args((tt.ScriptArguments, tt.TrainingArguments),
-                                     ["--config", CONFIG, "--learning_rate", "3e-5", "--max_train_samples", "10",
-                                      "--report_to", "none", "--use_cpu", "true"])
+    model, data, training = parse([ModelArguments, DataArguments, tt.TrainingArguments],
+                                  ["--config", CONFIG, "--learning_rate", "3e-5", "--max_train_samples", "10",
+                                   "--report_to", "none", "--use_cpu", "true"])
     assert training.learning_rate == pytest.approx(3e-5)
     assert training.weight_decay == pytest.approx(0.01) and training.warmup_steps == 500
     assert training.train_sampling_strategy == "group_by_length"
     assert training.metric_for_best_model == "accuracy" and training.load_best_model_at_end
-    assert script.max_train_samples == 10 and script.model_name_or_path == "distilbert-base-uncased"
+    assert data.max_train_samples == 10 and model.model_name_or_path == "distilbert-base-uncased"
 
 
 @pytest.mark.parametrize("argv, match", [
@@ -71,7 +73,7 @@ def test_yaml_and_command_line_reach_training_arguments():
 ])
 def test_bad_settings(argv, match):
     with pytest.raises(ConfigError, match=match):
-        parse_hf_args((tt.ScriptArguments, tt.TrainingArguments), ["--config", CONFIG, *argv])
+        parse([ModelArguments, DataArguments, tt.TrainingArguments], ["--config", CONFIG, *argv])
 
 
 def test_resume_from_latest_checkpoint(tiny_distilbert, imdb_dir, tmp_path):
@@ -131,9 +133,9 @@ def test_loop_and_trainer_give_the_same_metrics_within_noise(trainer_run, tiny_d
     assert looped["global_step"] == trainer["global_step"]
     assert abs(looped["test"]["accuracy"] - trainer["test"]["accuracy"]) <= 0.03
     # both wrote their test predictions; the paired comparison reads them and finds the accuracies reported
-    from common.compare import main as compare
+    from analysis.compare import main as compare
 
-    paired = compare([str(loop_out), str(out)])
+    paired = compare(["--runs", f"{loop_out},{out}"])
     assert paired["accuracy_a"] == looped["test"]["accuracy"] and paired["accuracy_b"] == trainer["test"]["accuracy"]
     assert paired["n"] == trainer["test"]["n"]
     assert min(looped["test"]["accuracy"], trainer["test"]["accuracy"]) > 0.9

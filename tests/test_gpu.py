@@ -41,7 +41,7 @@ def test_4bit_nf4_lora_takes_paged_adamw_steps_on_cuda(tiny_mistral):
 def test_label_scoring_on_cuda_equals_cpu(tiny_mistral):
     """The same fp32 model scored on both devices: margins within 1e-4 (TF32 off), the same labels wherever the
     margin is not a near-tie."""
-    from common.synthetic import make_imdb
+    from fixtures.synthetic import make_imdb
     from mistral.evaluate import score_margins
     from mistral.model import load_base
     from mistral.prompts import PromptArguments, make_format
@@ -61,9 +61,10 @@ def test_trainer_and_loop_pick_the_same_precision(tmp_path):
     from transformers import TrainingArguments
 
     from common.precision import precision
-    from distilbert.train_trainer import ScriptArguments, build_args
+    from distilbert.model import ModelArguments
+    from distilbert.train_trainer import build_args
 
-    args = build_args(ScriptArguments(), TrainingArguments(output_dir=str(tmp_path), report_to="none"))
+    args = build_args(ModelArguments(), TrainingArguments(output_dir=str(tmp_path), report_to="none"))
     trainer = "bf16" if args.bf16 else "fp16" if args.fp16 else "no"
     loop = Accelerator(mixed_precision=precision("auto")).mixed_precision
     # native bf16 arrived with compute capability 8.0 (Ampere); older cards (T4, V100) emulate it: fp16 there

@@ -9,7 +9,7 @@ from mistral import train_sft
 from mistral.model import load_base
 from mistral.prompts import PromptArguments, make_format, set_padding
 from tests.conftest import ROOT
-from common.synthetic import make_imdb
+from fixtures.synthetic import make_imdb
 
 SFT_CONFIG = str(ROOT / "configs/mistral_sft.yaml")
 EVAL_CONFIG = str(ROOT / "configs/mistral_eval.yaml")
@@ -90,7 +90,7 @@ def test_bad_prompt_settings(tiny_mistral, kw, match):
 
 @pytest.fixture(scope="module")
 def sft_run(tiny_mistral, tmp_path_factory):
-    from common.synthetic import write_imdb
+    from fixtures.synthetic import write_imdb
 
     tmp = tmp_path_factory.mktemp("sft")
     results = train_sft.main(sft_args(tiny_mistral, write_imdb(tmp / "imdb"), tmp / "run"))
@@ -112,7 +112,7 @@ def test_sft_writes_zero_shot_and_tuned_results(sft_run):
     assert (tmp / "run" / "best_adapter" / "adapter_model.safetensors").is_file()
     import pandas as pd
 
-    for name in ("zero_shot", "tuned"):  # per-review predictions, for common.compare
+    for name in ("zero_shot", "tuned"):  # per-review predictions, for analysis.compare
         rows = pd.read_parquet(tmp / "run" / f"predictions_{name}.parquet")
         assert len(rows) == 20 and (rows["prediction"] == rows["label"]).mean() == saved[name]["accuracy"]
 
@@ -165,7 +165,7 @@ def learned_run(tmp_path_factory):
     """A tiny Mistral that can learn the task: its window covers the whole prompt (the default 16 tokens do not reach
     the review from the answer position), and weights large enough for adapters to move its logits. LoRA on every
     linear layer, 64 synthetic reviews (separable by their sentiment words), 4 epochs: about a minute."""
-    from common.synthetic import write_imdb
+    from fixtures.synthetic import write_imdb
     from tests.tiny_models import CHAT_TEMPLATE, save_tiny_mistral
 
     tmp = tmp_path_factory.mktemp("learned")
@@ -288,16 +288,16 @@ def test_evaluate_generate_mode_accuracy_covers_every_review(tiny_mistral, imdb_
     assert f"test accuracy {right / 6:.4f} on 6 reviews (generate, {metrics['unparsed']} unparsed" in printed
 
     # every reader of a run takes that accuracy, also when no answer parsed (as with this tiny model)
-    from common import compare, plots, report
+    from analysis import compare, plots, report
 
     run = tmp_path / "gen"
     assert report.rows_of(run, out)[0][5].startswith(f"{100 * right / 6:.2f}%")
-    assert compare.main([str(run), str(run)])["accuracy_a"] == right / 6
-    plots.main([str(run)])
+    assert compare.main(["--runs", f"{run},{run}"])["accuracy_a"] == right / 6
+    plots.main(["--run", str(run)])
     assert (run / "plots" / "confusion_matrix.png").is_file()
     import shutil
 
-    from common import seeds
+    from analysis import seeds
 
     for k in (1, 2):
         shutil.copytree(run, tmp_path / "sweep" / f"seed_{k}")

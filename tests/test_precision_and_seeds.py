@@ -5,7 +5,8 @@ import torch
 from safetensors.torch import load_file
 
 from common import precision as prec
-from common.synthetic import write_imdb
+from distilbert.model import ModelArguments
+from fixtures.synthetic import write_imdb
 from tests.conftest import ROOT
 
 
@@ -36,7 +37,7 @@ def test_trainer_script_and_loop_pick_the_same_precision(monkeypatch, tmp_path):
 
     assert train_loop.precision is train_trainer.precision is prec.precision  # one home
     fake_gpu(monkeypatch, native_bf16=False)
-    args = train_trainer.build_args(train_trainer.ScriptArguments(),
+    args = train_trainer.build_args(ModelArguments(),
                                     TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True))
     assert args.fp16 and not args.bf16
 

@@ -9,9 +9,9 @@ import re
 import pytest
 import torch
 
-from common import real_models
+from tools import prepare_models as real_models
 from common.data import clean_text
-from common.synthetic import make_imdb, write_imdb
+from fixtures.synthetic import make_imdb, write_imdb
 from mistral import evaluate as ev
 from mistral import train_sft
 from mistral.model import load_tokenizer

@@ -1,11 +1,11 @@
-"""`make models` bookkeeping (common/real_models.py), on a stand-in part: no real model needed."""
+"""`make models` bookkeeping (tools/prepare_models.py), on a stand-in part: no real model needed."""
 import importlib.metadata
 import json
 import shutil
 
 import pytest
 
-from common import real_models
+from tools import prepare_models as real_models
 from common.config import UserError
 
 

@@ -3,8 +3,8 @@ import json
 import pandas as pd
 import pytest
 
-from common.plots import PANELS, plot_run
-from common.report import build_report
+from analysis.plots import PANELS, plot_run
+from analysis.report import build_report
 
 
 def write_run(folder, rows, results):
@@ -83,7 +83,7 @@ def test_report_missing_folder(tmp_path):
 
 def test_every_panel_is_drawn_from_what_the_loop_logs(tiny_distilbert, imdb_dir, tmp_path):
     """A panel whose metric no script writes would stay empty on every run: the loop's own log fills them all."""
-    from common.plots import training_figure
+    from analysis.plots import training_figure
     from common.tracking import read_metrics
     from distilbert.train_loop import main as train_loop
     from tests.test_distilbert_loop import args
@@ -134,7 +134,7 @@ def predictions_run(folder, words, labels, preds, scores, name="predictions.parq
 
 
 def test_accuracy_by_length_quintiles(tmp_path, capsys):
-    from common.plots import accuracy_by_length
+    from analysis.plots import accuracy_by_length
 
     words = list(range(10, 510))                     # 500 reviews, 100 per quintile
     labels = [i % 2 for i in range(500)]
@@ -154,7 +154,7 @@ def test_length_figure_for_zero_shot_and_tuned_and_a_note_for_old_predictions(tm
     run = predictions_run(tmp_path / "sft", words, labels, [1] * 100, [0.5] * 100, "predictions_zero_shot.parquet",
                           "mistral.train_sft")
     predictions_run(run, words, labels, labels, [2.0] * 100, "predictions_tuned.parquet")
-    from common.plots import length_tables
+    from analysis.plots import length_tables
 
     tables = length_tables(run)
     assert list(tables) == ["zero-shot", "tuned"] and tables["tuned"]["accuracy"].tolist() == [1.0] * 5
@@ -164,7 +164,7 @@ def test_length_figure_for_zero_shot_and_tuned_and_a_note_for_old_predictions(tm
 
 
 def test_report_lists_the_most_confident_errors(tmp_path):
-    from common.report import main as report
+    from analysis.report import main as report
 
     runs = tmp_path / "runs"
     #            right  wrong 0.99  wrong 0.6  wrong 0.02  right

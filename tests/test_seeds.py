@@ -1,4 +1,4 @@
-"""make seeds / common.seeds: a run over several training seeds on one fixed split, then mean ± sd."""
+"""make seeds / analysis.seeds: a run over several training seeds on one fixed split, then mean ± sd."""
 import json
 import statistics
 import subprocess
@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from common.config import UserError
-from common.seeds import main as seeds
+from analysis.seeds import main as seeds
 from tests.conftest import ROOT
 
 
@@ -26,7 +26,7 @@ def fake_seed_run(folder, seed, accuracy, f1=None, test_sha="abc", **config):
 def test_mean_and_sample_sd_over_seeds(tmp_path, capsys):
     for seed, acc in [(42, 0.80), (43, 0.82), (44, 0.84)]:
         fake_seed_run(tmp_path / f"seed_{seed}", seed, acc)
-    summary = seeds([str(tmp_path)])
+    summary = seeds(["--folder", str(tmp_path)])
     accuracy = summary["evaluations"]["test"]["accuracy"]
     assert accuracy["mean"] == pytest.approx(0.82) and accuracy["sd"] == pytest.approx(0.02)  # sample sd, ddof 1
     assert accuracy["values"] == [0.80, 0.82, 0.84]
@@ -46,7 +46,7 @@ def test_a_mistral_run_gets_zero_shot_and_tuned(tmp_path):
         results["zero_shot"] = {"accuracy": 0.6, "f1": 0.5}
         results["tuned"] = {"accuracy": tuned, "f1": tuned}
         (run / "results.json").write_text(json.dumps(results))
-    evaluations = seeds([str(tmp_path)])["evaluations"]
+    evaluations = seeds(["--folder", str(tmp_path)])["evaluations"]
     assert evaluations["zero-shot"]["accuracy"]["sd"] == 0
     assert evaluations["tuned"]["accuracy"]["mean"] == pytest.approx(0.92)
     assert evaluations["tuned"]["accuracy"]["sd"] == pytest.approx(statistics.stdev([0.90, 0.94]))
@@ -55,7 +55,7 @@ def test_a_mistral_run_gets_zero_shot_and_tuned(tmp_path):
 def test_different_test_sets_are_said(tmp_path, capsys):
     fake_seed_run(tmp_path / "seed_1", 1, 0.8, test_sha="a", split_seed=1)
     fake_seed_run(tmp_path / "seed_2", 2, 0.9, test_sha="b", split_seed=2)
-    summary = seeds([str(tmp_path)])
+    summary = seeds(["--folder", str(tmp_path)])
     assert not summary["same_test_set"] and summary["varied"] == ["seed", "split_seed"]
     assert "a different test set in each run" in capsys.readouterr().out
 
@@ -64,14 +64,14 @@ def test_refuses_runs_that_differ_in_more_than_the_seed(tmp_path):
     fake_seed_run(tmp_path / "seed_1", 1, 0.8)
     fake_seed_run(tmp_path / "seed_2", 2, 0.9, learning_rate=5e-5)  # a stale run with another recipe
     with pytest.raises(UserError, match=r"seed_2/config.yaml: learning_rate is 5e-05, but 0.0001"):
-        seeds([str(tmp_path)])
+        seeds(["--folder", str(tmp_path)])
     assert not (tmp_path / "seeds.json").exists()
 
 
 def test_needs_two_runs(tmp_path):
     fake_seed_run(tmp_path / "seed_1", 1, 0.8)
     with pytest.raises(UserError, match="needs two or more seed_"):
-        seeds([str(tmp_path)])
+        seeds(["--folder", str(tmp_path)])
 
 
 def make_seeds(tiny_distilbert, imdb_dir, out, tmp_path):
@@ -98,11 +98,11 @@ def test_make_seeds_runs_each_seed_on_one_split_and_resumes(tiny_distilbert, imd
 
 
 def test_report_shows_the_spread_over_seeds(tmp_path):
-    from common.report import build_report
+    from analysis.report import build_report
 
     for seed, acc in [(42, 0.80), (43, 0.82), (44, 0.84)]:
         fake_seed_run(tmp_path / "runs" / "sweep" / f"seed_{seed}", seed, acc)
-    seeds([str(tmp_path / "runs" / "sweep")])
+    seeds(["--folder", str(tmp_path / "runs" / "sweep")])
     report = build_report(tmp_path / "runs")
     assert "## Over seeds" in report
     row = next(line for line in report.splitlines() if line.startswith(f"| `{tmp_path / 'runs' / 'sweep'}`"))

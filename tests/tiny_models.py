@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.random_models import bpe_tokenizer, save_random_distilbert, save_random_mistral, wordpiece_tokenizer
-from common.synthetic import make_imdb
+from fixtures.random_models import bpe_tokenizer, save_random_distilbert, save_random_mistral, wordpiece_tokenizer
+from fixtures.synthetic import make_imdb
 
 __all__ = ["CHAT_TEMPLATE", "bpe_tokenizer", "corpus", "save_tiny_distilbert", "save_tiny_mistral",
            "wordpiece_tokenizer"]

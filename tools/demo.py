@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.config import parse_config, run_main, setting
-from common.synthetic import write_imdb
+from common.config import parse, run_main, setting
+from fixtures.synthetic import write_imdb
 
 ROOT = Path(__file__).resolve().parents[1]
 BANNER = ("DEMO: tiny random models, a few training steps, a small slice of data. Every accuracy below is "
@@ -92,11 +92,11 @@ def run_mistral(mistral: Path, data_dir: str, out: Path) -> None:
 def main(argv=None) -> Path:
     from baseline.tfidf import main as baseline
     from common.data import make_splits
-    from common.plots import plot_run
-    from common.report import main as report
+    from analysis.plots import plot_run
+    from analysis.report import main as report
     from mistral.architecture import main as architecture
 
-    cfg = parse_config(DemoConfig, argv)
+    (cfg,) = parse([DemoConfig], argv)
     start = time.perf_counter()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -113,7 +113,7 @@ def main(argv=None) -> Path:
     run_distilbert(distilbert, data_dir, out, cfg.n_train)
     run_mistral(mistral, data_dir, out)
     section("Mistral's attention mechanisms against Hugging Face")
-    architecture(["verify"])
+    architecture([])
 
     section("plots and report")
     for run in ("baseline", "distilbert_loop", "distilbert_trainer", "mistral_sft", "mistral_eval_generate"):

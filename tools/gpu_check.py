@@ -2,7 +2,7 @@
 
     make gpu-wheels     # where pip reaches PyPI: bitsandbytes, TRL, datasets (+ dill, multiprocess) into .whl/
     make gpu-check      # on the GPU machine: installs from .whl/ what is missing, then runs the four checks
-    python -m tools.gpu_check [--wheels .whl] [--out results/gpu_check.json]
+    python -m tools.gpu_check --wheels .whl --out results/gpu_check.json
 
 1. the `gpu` tests (pytest -m gpu);
 2. full-size DistilBERT with random weights, trained by distilbert/train_loop.py on 2,048 reviews in bf16 (fp16
@@ -30,9 +30,12 @@ import tempfile
 import time
 import traceback
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from common.config import parse, run_main, setting
 
 ROOT = Path(__file__).resolve().parents[1]
 NEEDED = ("bitsandbytes", "trl", "datasets")
@@ -58,7 +61,7 @@ def write_reviews(folder: Path, n: int, seed: int = 0) -> Path:
     word is one token of a tokenizer trained on them; [CLS] and [SEP] make up the 2)."""
     import pandas as pd
 
-    from common.synthetic import review
+    from fixtures.synthetic import review
 
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
@@ -111,7 +114,7 @@ def mistral_7b(tmp: Path, size: str = "7b", device: str = "cuda", n_reviews: int
 
     from mistral.bench import (BenchConfig, measure_train_step, mistral_config, random_4bit_mistral,
                                time_scoring_and_generation)
-    from common.random_models import bpe_tokenizer
+    from fixtures.random_models import bpe_tokenizer
     from mistral.prompts import PromptArguments, make_format, set_padding
 
     reviews = pd.read_parquet(write_reviews(tmp / "prompts", n_reviews, seed=1) / "test.parquet")["text"].tolist()
@@ -177,10 +180,15 @@ def table(report: dict) -> str:
     return "\n".join(rows)
 
 
+@dataclass
+class GpuCheckArguments:
+    wheels: str = setting(str(ROOT / ".whl"), "the wheels folder (make gpu-wheels) that missing packages come from")
+    out: str = setting(str(ROOT / "results" / "gpu_check.json"), "the report written")
+
+
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    wheels = Path(argv[argv.index("--wheels") + 1]) if "--wheels" in argv else ROOT / ".whl"
-    out = Path(argv[argv.index("--out") + 1]) if "--out" in argv else ROOT / "results" / "gpu_check.json"
+    (args,) = parse([GpuCheckArguments], argv)
+    wheels, out = Path(args.wheels), Path(args.out)
     import torch
 
     if not torch.cuda.is_available():
@@ -214,4 +222,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -2,8 +2,8 @@
 interval, and McNemar's exact test of whether the difference is more than chance.
 
     make compare A=runs/distilbert_loop B=runs/distilbert_trainer
-    python -m common.compare runs/distilbert_loop runs/distilbert_trainer
-    python -m common.compare runs/mistral_sft            # one Mistral run: zero-shot against tuned
+    python -m analysis.compare --runs runs/distilbert_loop,runs/distilbert_trainer
+    python -m analysis.compare --runs runs/mistral_sft      # one Mistral run: zero-shot against tuned
 
 Reads each run's predictions (predictions.parquet; a Mistral SFT run has predictions_zero_shot.parquet and
 predictions_tuned.parquet) and refuses runs whose test sets differ: the manifests' test sha256 must match, and so
@@ -12,12 +12,13 @@ must every example's text hash, label and position. An unparsed generated answer
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from common.config import UserError, cli_parser, run_main
+from common.config import UserError, parse, run_main, setting
 from common.predictions import prediction_files
 from common.stats import mcnemar_exact, wilson_interval
 
@@ -77,13 +78,16 @@ def describe(r: dict) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class CompareArguments:
+    runs: list[str] = setting([], "two run folders, or one Mistral SFT run (zero-shot against tuned), comma-separated")
+
+
 def main(argv=None) -> dict:
-    parser = cli_parser("common.compare", __doc__)
-    parser.add_argument("runs", nargs="+", help="two run folders, or one Mistral SFT run (zero-shot vs tuned)")
-    args = parser.parse_args(argv)
+    (args,) = parse([CompareArguments], argv)
     runs = [Path(r) for r in args.runs]
-    if len(runs) > 2:
-        raise UserError("give one or two run folders")
+    if not 1 <= len(runs) <= 2:
+        raise UserError("runs: give one or two run folders")
     found = [e for run in runs for e in evaluations(run)]
     if len(found) != 2:
         raise UserError("need exactly two evaluations: two runs, or one Mistral run with zero-shot and tuned")

@@ -1,7 +1,7 @@
 """Collect every results.json under a runs folder into one markdown table, next to the published figures.
 
     make report                      # runs/ -> results/RESULTS.md, and results/ERRORS.md beside it
-    python -m common.report --runs runs --out results/RESULTS.md --errors 5
+    python -m analysis.report --runs runs --out results/RESULTS.md --errors 5
 
 Runs repeated over seeds (make seeds: a folder with seeds.json) get a mean ± sd table. ERRORS.md lists each run's
 most confident test errors (the first 200 characters of the review, its label, the prediction and its score), from the
@@ -13,11 +13,12 @@ runs are) are marked as smoke runs and listed apart: they show that the code run
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from common.config import UserError, cli_parser, run_main
+from common.config import UserError, parse, run_main, setting
 from common.data import LABEL_NAMES
 from common.io import atomic_write
 from common.predictions import prediction_files
@@ -101,7 +102,7 @@ def read_results(runs: Path) -> list[tuple[Path, dict]]:
 
 
 def seeds_table(runs: Path) -> list[str]:
-    """Mean ± sd of each folder of runs over seeds (python -m common.seeds wrote seeds.json there)."""
+    """Mean ± sd of each folder of runs over seeds (python -m analysis.seeds wrote seeds.json there)."""
     rows = []
     for path in sorted(runs.rglob("seeds.json")):
         s = json.loads(path.read_text())
@@ -123,7 +124,7 @@ def build_report(runs: Path) -> str:
     measured, smoke = [], []
     for folder, results in read_results(runs):
         (smoke if is_smoke(folder, results, runs) else measured).extend(rows_of(folder, results))
-    lines = ["# Results", "", f"Made by `python -m common.report --runs {runs}` from every `results.json` below it.",
+    lines = ["# Results", "", f"Made by `python -m analysis.report --runs {runs}` from every `results.json` below it.",
              "", "## Published figures (the original work's, quoted, not measured here)", "",
              "| experiment | protocol | test accuracy |", "| --- | --- | --- |"]
     lines += [f"| {name} | {protocol} | {pct(acc)} |" for name, protocol, acc in PUBLISHED]
@@ -150,7 +151,7 @@ def quoted(text: str) -> str:
 
 
 def build_errors(runs: Path, k: int) -> str:
-    lines = ["# Most confident errors", "", f"Made by `python -m common.report --runs {runs}`: for each run, the {k} "
+    lines = ["# Most confident errors", "", f"Made by `python -m analysis.report --runs {runs}`: for each run, the {k} "
              "test reviews it got wrong with the highest confidence, from its predictions. It quotes IMDB reviews "
              "(their first 200 characters): keep it out of the repository.", ""]
     for folder, results in read_results(runs):
@@ -174,13 +175,15 @@ def build_errors(runs: Path, k: int) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class ReportArguments:
+    runs: str = setting("runs", "folder searched for results.json files")
+    out: str = setting("results/RESULTS.md", "the markdown file written")
+    errors: int = setting(5, "confident errors listed per evaluation in ERRORS.md (beside out); 0: no ERRORS.md")
+
+
 def main(argv=None) -> Path:
-    parser = cli_parser("common.report", __doc__)
-    parser.add_argument("--runs", default="runs", help="folder searched for results.json files")
-    parser.add_argument("--out", default="results/RESULTS.md", help="the markdown file written")
-    parser.add_argument("--errors", type=int, default=5, help="confident errors listed per evaluation in ERRORS.md "
-                        "(beside --out); 0: no ERRORS.md")
-    args = parser.parse_args(argv)
+    (args,) = parse([ReportArguments], argv)
     runs, out = Path(args.runs), Path(args.out)
     text = build_report(runs)
     if args.errors > 0:

@@ -1,7 +1,7 @@
 """Plots of a run, offline, from its files: W&B-style training panels and confusion matrices.
 
     make plots RUN=runs/distilbert_loop                        # -> runs/distilbert_loop/plots/*.png
-    python -m common.plots runs/mistral_sft --to images/mistral/
+    python -m analysis.plots --run runs/mistral_sft --to images/mistral/
 
 training.png: one panel per metric against the global step: train/learning_rate, train/global_step,
 train/grad_norm, train/epoch, train/loss, and eval/loss, eval/accuracy where the run logged them.
@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from common.config import UserError, cli_parser, run_main
+from common.config import UserError, parse, run_main, setting
 from common.data import LABEL_NAMES
 from common.predictions import prediction_files
-from common.report import evaluations
+from analysis.report import evaluations
 from common.stats import wilson_interval
 from common.tracking import read_metrics
 
@@ -195,11 +196,16 @@ def plot_run(run: str | Path, to: str | Path | None = None) -> list[Path]:
     return written
 
 
+@dataclass
+class PlotArguments:
+    run: str | None = setting(None, "a run folder (holding metrics.jsonl and/or results.json)")
+    to: str | None = setting(None, "also copy the PNGs into this folder, e.g. images/distilbert/")
+
+
 def main(argv=None) -> None:
-    parser = cli_parser("common.plots", __doc__)
-    parser.add_argument("run", help="a run folder (holding metrics.jsonl and/or results.json)")
-    parser.add_argument("--to", help="also copy the PNGs into this folder, e.g. images/distilbert/")
-    args = parser.parse_args(argv)
+    (args,) = parse([PlotArguments], argv)
+    if not args.run:
+        raise UserError("run: give a run folder (holding metrics.jsonl and/or results.json)")
     plot_run(args.run, args.to)
 
 

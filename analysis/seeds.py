@@ -1,7 +1,7 @@
 """Mean and standard deviation of a run repeated over seeds: how much of a figure is the seed's luck.
 
     make seeds TARGET=distilbert-loop SEEDS=42,43,44      # runs each seed into runs/seeds/distilbert-loop/seed_N, then:
-    python -m common.seeds runs/seeds/distilbert-loop    # -> seeds.json there, and a table on screen
+    python -m analysis.seeds --folder runs/seeds/distilbert-loop    # -> seeds.json there, and a table on screen
 
 Reads every seed_*/results.json below the folder. The runs must differ only in their seed (config.yaml is compared,
 key by key, apart from where each run wrote); one that differs in anything else is refused, so a stale run left in
@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 
-from common.config import UserError, cli_parser, load_yaml, run_main
+from common.config import UserError, load_yaml, parse, run_main, setting
 from common.io import write_json
-from common.report import evaluations
+from analysis.report import evaluations
 
 WHERE_KEYS = {"output_dir", "run_name", "logging_dir", "resume_from_checkpoint"}  # where a run wrote, not what it did
 SEED_KEYS = {"seed", "split_seed"}
@@ -83,10 +84,16 @@ def describe(summary: dict) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class SeedsArguments:
+    folder: str | None = setting(None, "the folder holding seed_*/ run folders (make seeds' OUT)")
+
+
 def main(argv=None) -> dict:
-    parser = cli_parser("common.seeds", __doc__)
-    parser.add_argument("folder", help="the folder holding seed_*/ run folders (make seeds' OUT)")
-    summary = summarize(parser.parse_args(argv).folder)
+    (args,) = parse([SeedsArguments], argv)
+    if not args.folder:
+        raise UserError("folder: give the folder holding seed_*/ run folders")
+    summary = summarize(args.folder)
     print(describe(summary))
     print(f"wrote {Path(summary['folder']) / 'seeds.json'}")
     return summary

