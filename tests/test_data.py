@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -156,17 +157,24 @@ def test_data_dir_from_environment(imdb_dir, monkeypatch):
     assert manifest["source"] == str(imdb_dir.resolve())
 
 
-def test_export_command(imdb_dir, tmp_path):
+def test_export_command(imdb_dir, tmp_path, capsys):
+    from common.data import main as export_command
+
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "common.data", "--protocol", "balanced", "--split_seed", "1",
-                           "--n_train", "20", "--n_eval", "10", "--n_test", "30", "--data_dir", str(imdb_dir),
-                           "--out", str(out)], capture_output=True, text=True, cwd=ROOT, check=True)
-    lines = proc.stdout.splitlines()
-    assert [line.split()[0] for line in lines[:3]] == ["train", "validation", "test"]
-    assert pd.read_parquet(out / "test.parquet").columns.tolist() == ["text", "label"]
-    assert len(pd.read_parquet(out / "train.parquet")) == 20
-    assert (out / "manifest.json").is_file()
-    assert not list(out.glob(".*tmp"))
+    export_command(["--protocol", "balanced", "--split_seed", "1", "--n_train", "20", "--n_eval", "10",
+                    "--n_test", "30", "--data_dir", str(imdb_dir), "--out", str(out)])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in lines[:3]] == [["train", "20"], ["validation", "10"], ["test", "30"]]
+    assert lines[3].endswith("(balanced, seed 1)")
+    sizes = {"train": 20, "validation": 10, "test": 30}
+    for name, size in sizes.items():
+        df = pd.read_parquet(out / f"{name}.parquet")
+        assert df.columns.tolist() == ["text", "label"]
+        assert len(df) == size and df["label"].sum() * 2 == size  # the balanced protocol: half positive
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (manifest["protocol"], manifest["seed"]) == ("balanced", 1)
+    assert {k: v["size"] for k, v in manifest["splits"].items()} == sizes
+    assert not list(tmp_path.glob("*.tmp")) and not list(out.glob("*.tmp"))
 
 
 def test_export_command_bad_folder_is_one_line_error(tmp_path):
