@@ -19,7 +19,6 @@ from typing import Any, Sequence
 import yaml
 
 
-
 class UserError(Exception):
     """Bad input from the user: printed as one line, no traceback."""
 
@@ -80,10 +79,6 @@ def print_help(script: dict, types: Sequence[type], defaults: dict) -> None:
             kind = str(hints[f.name]).replace("typing.", "").replace("<class '", "").replace("'>", "")
             meaning = " ".join(str(f.metadata.get("help", "")).split())
             print(f"  --{f.name} {kind} (default: {default})\n      {meaning}")
-
-
-def _field_type(cls: type, field: dataclasses.Field) -> Any:
-    return typing.get_type_hints(cls)[field.name]
 
 
 def _convert(value: Any, tp: Any, key: str, none_is_null: bool = True) -> Any:

@@ -33,7 +33,7 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     moved aside (path.old), the new one renamed in, and only then is the old one deleted: a failed swap puts the old
     one back, and a process killed between the two renames still has it, whole, in path.old."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = staging_folder(path)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
@@ -42,6 +42,11 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     swap_in(tmp, path)
+
+
+def staging_folder(path: Path) -> Path:
+    """Where a folder is written before swap_in puts it under its name (path.tmp: never taken for a checkpoint)."""
+    return path.with_name(path.name + ".tmp")
 
 
 def swap_in(tmp: Path, path: Path) -> None:

@@ -32,7 +32,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from common.config import UserError, parse, run_main, setting, to_dict
 from common.data import make_splits, summary_line
-from common.io import atomic_folder, find_checkpoint, numbered, swap_in, write_json
+from common.io import atomic_folder, find_checkpoint, numbered, staging_folder, swap_in, write_json
 from common.predictions import write_predictions
 from common.metrics import classification_metrics, scalar_metrics
 from common.precision import precision
@@ -118,7 +118,7 @@ def save_checkpoint(path: Path, accelerator, model, tokenizer, state: dict) -> N
     """Everything a resumed run needs, through Accelerate's save_state: weights, optimizer, the registered scheduler,
     fp16's loss scaler and each process's RNG states; plus the model's config and tokenizer, so that a checkpoint
     also loads with from_pretrained. Written into path.tmp and swapped in whole: a cut save is never a checkpoint."""
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = staging_folder(path)  # atomic_folder's, written by every process (each saves its own RNG states)
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
