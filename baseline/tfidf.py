@@ -18,13 +18,13 @@ from common.config import parse, run_main, setting, to_dict
 from common.data import SplitArguments, make_splits, summary_line
 from common.metrics import classification_metrics, scalar_metrics
 from common.predictions import write_predictions
-from common.tracking import RunLogger, TrackingArguments
+from common.tracking import RunLogger, TrackingArguments, run_folder_setting
 
 
 @dataclass
 class BaselineConfig(SplitArguments, TrackingArguments):
     seed: int = setting(42, "seed of the logistic regression (liblinear's coordinate order)")
-    output_dir: str = setting("runs/baseline", "the run folder: config, metrics, results")
+    output_dir: str = run_folder_setting("runs/baseline")
     ngram_max: int = setting(2, "word n-grams 1..ngram_max")
     min_df: int = setting(2, "ignore n-grams seen in fewer documents")
     max_features: int | None = setting(None, "keep only the N most frequent n-grams")

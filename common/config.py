@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from dataclasses import dataclass
 import sys
 import types
 import typing
@@ -51,6 +52,18 @@ def setting(default: Any = dataclasses.MISSING, help: str = "") -> Any:  # noqa:
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata={"help": help})
     return dataclasses.field(default=default, metadata={"help": help})
+
+
+@dataclass
+class RemoteCodeArguments:
+    """Settings of every script that loads a model folder."""
+    trust_remote_code: bool = setting(False, "allow the model folder's own Python code")
+
+
+@dataclass
+class FiguresArguments:
+    """Settings of the benchmarks."""
+    output: str | None = setting(None, "also write the figures as JSON here")
 
 
 ORDER = "Settings: the defaults below, then the YAML file's values, then --key value on the command line."

@@ -33,6 +33,11 @@ PROJECT = "imdb-finetune"
 _SECRET = re.compile(r"(api_?key|token|password|secret)", re.IGNORECASE)
 
 
+def run_folder_setting(default: str):
+    """output_dir of a script whose run folder holds a run's config, metrics and results (the baseline, evaluate)."""
+    return setting(default, "the run folder: config, metrics, results")
+
+
 def wandb_api_key_configured() -> bool:
     if os.environ.get("WANDB_API_KEY"):
         return True

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from common.config import parse, run_main, setting
+from common.config import FiguresArguments, parse, run_main, setting
 from common.data import ImdbArguments, make_splits
 from common.io import write_json
 from fixtures.random_models import save_random_distilbert, wordpiece_tokenizer
-from distilbert.data import LengthGroupedBatches, RandomBatches
+from distilbert.data import LengthArguments, LengthGroupedBatches, RandomBatches
 
 SIZES = {  # DistilBERT-base is dim 768, 6 layers, 12 heads, FFN 3072
     "full": dict(dim=768, n_layers=6, n_heads=12, hidden_dim=3072),
@@ -36,14 +36,12 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 @dataclass
-class BenchConfig(ImdbArguments):
+class BenchConfig(ImdbArguments, LengthArguments, FiguresArguments):
     size: str = setting("small", "random DistilBERT size: small (CPU) or full (DistilBERT-base)")
     tokenizer: str | None = setting(None, "a tokenizer folder or Hub id; default: a WordPiece trained on the reviews")
     n_samples: int = setting(256, "training reviews per run (the same ones for every mode)")
     per_device_train_batch_size: int = setting(16, "reviews per training batch")
-    max_length: int = setting(512, "tokens kept per review")
     seed: int = setting(42, "seed of the model and the batches")
-    output: str | None = setting(None, "also write the figures as JSON here")
     compare: bool = setting(False, "the loop against the Trainer instead of the batching comparison")
     n_test: int = setting(256, "test reviews scored in the comparison")
 

@@ -22,9 +22,13 @@ from common.io import atomic_folder
 
 
 @dataclass
-class DataArguments(SplitArguments):
-    """The loop's and the Trainer's data settings: the same reviews and tokens for both."""
+class LengthArguments:
     max_length: int = setting(512, "tokens kept per review (longer ones are truncated); at most the model's limit")
+
+
+@dataclass
+class DataArguments(SplitArguments, LengthArguments):
+    """The loop's and the Trainer's data settings: the same reviews and tokens for both."""
     max_train_samples: int | None = setting(None, "use only the first N training reviews (quick runs)")
     max_eval_samples: int | None = setting(None, "use only the first N validation reviews")
     max_test_samples: int | None = setting(None, "use only the first N test reviews")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.config import UserError, setting
+from common.config import RemoteCodeArguments, UserError, setting
 from common.data import LABEL_NAMES
 from common.io import check_model_path, model_load_error
 
@@ -13,11 +13,10 @@ LABEL2ID = {v: k for k, v in ID2LABEL.items()}
 
 
 @dataclass
-class ModelArguments:
+class ModelArguments(RemoteCodeArguments):
     """The loop's and the Trainer's model settings."""
     model_name_or_path: str = setting("distilbert-base-uncased", "Hub id or local folder of the encoder to fine-tune")
     mixed_precision: str = setting("auto", "auto (bf16 or fp16 on a GPU, fp32 on CPU), no, bf16 or fp16")
-    trust_remote_code: bool = setting(False, "allow the model folder's own Python code")
 
 
 def parameter_count(model) -> int:

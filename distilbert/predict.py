@@ -16,7 +16,7 @@ import torch
 
 from common.config import UserError, first_line, parse, run_main, setting
 from common.data import clean_text
-from distilbert.data import Collator, sorted_batches
+from distilbert.data import Collator, LengthArguments, sorted_batches
 
 
 def read_texts(path: str, column: str) -> list[str]:
@@ -62,13 +62,12 @@ def predict(model, tokenizer, texts: list[str], batch_size: int = 32, max_length
 
 
 @dataclass
-class PredictArguments:
+class PredictArguments(LengthArguments):
     model: str | None = setting(None, "a model folder, e.g. runs/distilbert_loop/best_model")
     text: str | None = setting(None, "one review")
     file: str | None = setting(None, "a .txt (one review per line), .parquet or .csv file")
     column: str = setting("text", "the text column of a .parquet or .csv file")
     batch_size: int = setting(32, "reviews per forward pass")
-    max_length: int = setting(512, "tokens kept per review")
 
 
 def main(argv=None) -> list[tuple[str, float]]:

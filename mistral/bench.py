@@ -23,11 +23,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.config import parse, run_main, setting
+from common.config import FiguresArguments, parse, run_main, setting
 from common.data import ImdbArguments, make_splits
 from common.io import write_json
 from fixtures.random_models import bpe_tokenizer, save_random_mistral
-from mistral.evaluate import generate_labels, score_labels
+from mistral.evaluate import batch_size_setting, generate_labels, score_labels
 from mistral.model import load_base
 from mistral.prompts import PromptArguments, make_format
 
@@ -40,17 +40,16 @@ SIZES = {
 
 
 @dataclass
-class BenchConfig(ImdbArguments):
+class BenchConfig(ImdbArguments, FiguresArguments):
     model_name_or_path: str | None = setting(None, "a causal LM to time; default: a random Mistral of `size`")
     size: str = setting("small", "random Mistral size: small (CPU) or 7b (Mistral-7B's shape)")
     load_in_4bit: bool = setting(False, "load the model in 4-bit NF4")
     n_reviews: int = setting(200, "balanced test reviews classified by both methods")
     n_tokenizer_reviews: int = setting(900, "training reviews the random model's BPE tokenizer learns from")
-    batch_size: int = setting(8, "reviews per forward pass in label scoring")
+    batch_size: int = batch_size_setting()
     max_length: int = setting(512, "prompt tokens at most")
     max_new_tokens: int = setting(5, "tokens generated per review")
     seed: int = setting(42, "seed of the random model")
-    output: str | None = setting(None, "also write the figures as JSON here")
     train_step: bool = setting(False, "time QLoRA training steps instead of evaluation")
     steps: int = setting(5, "timed training steps (after one warm-up step)")
 

@@ -24,16 +24,22 @@ from accelerate import PartialState
 from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
-from common.config import UserError, parse, run_main, setting
+from common.config import RemoteCodeArguments, UserError, parse, run_main, setting
 from common.data import BalancedArguments, summary_line
 from common.metrics import classification_metrics, scalar_metrics
 from common.predictions import write_predictions
-from common.tracking import RunLogger, TrackingArguments
+from common.tracking import RunLogger, TrackingArguments, run_folder_setting
 from mistral.data import balanced_splits
 from mistral.model import ModelArguments, check_adapter_folder, load_adapter, load_base, load_tokenizer
 from mistral.prompts import PromptArguments, PromptFormat, make_format
 
 MODES = ("score", "generate")
+
+
+def batch_size_setting():
+    """Reviews per forward pass of label scoring: evaluate's batch_size, the SFT script's eval_batch_size and the
+    benchmark's batch_size are one setting under three names."""
+    return setting(8, "reviews per forward pass in label scoring")
 
 
 @dataclass
@@ -43,14 +49,13 @@ class ScoringArguments:
 
 
 @dataclass
-class EvalArguments(ScoringArguments, TrackingArguments):
+class EvalArguments(ScoringArguments, TrackingArguments, RemoteCodeArguments):
     split: str = setting("test", "train, validation or test of the balanced protocol")
     mode: str = setting("score", "score (label scoring, batched) or generate (greedy generation, parsed)")
-    batch_size: int = setting(8, "reviews per forward pass in label scoring")
+    batch_size: int = batch_size_setting()
     max_length: int = setting(512, "prompt tokens at most; longer reviews are shortened, the answer cue kept")
     max_new_tokens: int = setting(5, "tokens generated per review in generate mode")
-    output_dir: str = setting("runs/mistral_eval", "the run folder: config, metrics, results")
-    trust_remote_code: bool = setting(False, "allow the model folder's own Python code")
+    output_dir: str = run_folder_setting("runs/mistral_eval")
 
 SETTINGS = (EvalArguments, BalancedArguments, ModelArguments, PromptArguments)
 

@@ -34,7 +34,7 @@ from common.distributed import one_gpu_per_process
 from common.io import write_json
 from common.metrics import scalar_metrics
 from common.tracking import RunLogger, configure_trainer_wandb
-from mistral.evaluate import evaluate_reviews
+from mistral.evaluate import batch_size_setting, evaluate_reviews
 from mistral.learning_guard import LearningGuard
 from common.precision import compute_dtype
 from mistral.data import balanced_splits
@@ -44,7 +44,7 @@ from mistral.prompts import PromptArguments, make_format
 
 @dataclass
 class ScriptArguments:
-    eval_batch_size: int = setting(8, "reviews per forward pass in label scoring")
+    eval_batch_size: int = batch_size_setting()
     merge: bool = setting(False, "also write merged/: unquantised base weights with the adapter folded in")
 
 SETTINGS = (ScriptArguments, BalancedArguments, ModelArguments, PromptArguments, SFTConfig)

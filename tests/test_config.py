@@ -232,3 +232,22 @@ def test_config_header_says_what_it_is_for_and_which_command_uses_it(path):
     assert len(header) >= 2, f"{path}: no header comment"
     assert "python -m " in text or "accelerate launch" in text, f"{path}: the header names no command"
     assert f"--config {path}" in text or f"--config_file {path}" in text, f"{path}: the command does not use it"
+
+
+def test_no_setting_meaning_is_written_twice():
+    """Each setting's one-line meaning is written in one place in the source: a setting that two scripts share is
+    declared once (a shared dataclass, or a function that returns the field)."""
+    import ast
+
+    seen: dict[str, list[str]] = {}
+    for path in sorted(ROOT.glob("*/*.py")):
+        if path.parts[-2] in ("tests", ".venv", "mutants"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "setting":
+                texts = [a for a in node.args[1:2]] + [k.value for k in node.keywords if k.arg == "help"]
+                for text in texts:
+                    if isinstance(text, ast.Constant) and isinstance(text.value, str):
+                        seen.setdefault(text.value, []).append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert len(seen) > 100  # the walk found the settings
+    assert {text: where for text, where in seen.items() if len(where) > 1} == {}
