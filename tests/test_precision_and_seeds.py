@@ -87,3 +87,34 @@ def test_two_sft_runs_with_one_seed_end_with_the_same_adapter(tmp_path):
                         "--learning_rate", "5e-3", "--num_train_epochs", "1", "--seed", "7"])
         adapters.append(load_file(tmp_path / run / "best_adapter" / "adapter_model.safetensors"))
     assert adapters[0] and all(torch.equal(adapters[0][k], adapters[1][k]) for k in adapters[0])
+
+
+def test_bitsandbytes_kernels_notice_is_dropped_and_nothing_else(tmp_path):
+    """bitsandbytes' notice about the missing `kernels` package is filtered on its own logger as soon as an
+    experiment package is imported, before bitsandbytes; its other warnings still show."""
+    import subprocess
+    import sys
+
+    script = (
+        "import mistral, logging\n"
+        "log = logging.getLogger('bitsandbytes.backends.cpu.ops')\n"
+        "log.warning('Failed to load CPU gemm_4bit_forward from kernels-community: %s. Please make sure you already "
+        "`pip install kernels` and the kernels >= 0.11.1', \"No module named 'kernels'\")\n"
+        "log.warning('another bitsandbytes warning')\n"
+        "import bitsandbytes\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert "another bitsandbytes warning" in out.stderr
+    assert "kernels" not in out.stderr
+
+
+def test_the_filtered_notice_is_the_one_bitsandbytes_logs():
+    """The filter matches bitsandbytes' own text on its own logger: a reworded message would get through again."""
+    import importlib.util
+    from pathlib import Path
+
+    import common
+
+    source = Path(importlib.util.find_spec(common.BITSANDBYTES_CPU_LOGGER).origin).read_text()
+    assert "logger = logging.getLogger(__name__)" in source
+    assert f'"{common.KERNELS_NOTICE}: %s.' in source
