@@ -54,6 +54,13 @@ class MetricsLogger(TrainerCallback):
         return self.total_steps * self.samples_per_step / max(self.total_time, 1e-9)
 
 
+def without_trainer_trackio(trainer) -> None:
+    """Take the Trainer's TrackioCallback out: the script's RunLogger feeds Trackio (common/tracking.py says why)."""
+    from transformers.integrations import TrackioCallback
+
+    trainer.remove_callback(TrackioCallback)
+
+
 def find_trainer_checkpoint(value: str | None, output_dir: str) -> Path | None:
     """The Trainer checkpoint that `resume_from_checkpoint` names: a folder, or "latest" (the newest checkpoint-N)."""
     return find_checkpoint(value, output_dir, "checkpoint", "trainer_state.json")

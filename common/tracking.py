@@ -1,16 +1,24 @@
-"""One way to log a run: a self-describing output folder, plus Weights & Biases when wanted.
+"""One way to log a run: a self-describing output folder, plus Weights & Biases and/or Trackio when wanted.
 
 Every run folder gets `config.yaml` (the resolved settings), `metrics.jsonl` (one JSON object per logged step,
 with W&B's metric names: train/loss, eval/accuracy, ...) and, at the end, `results.json`.
 
 W&B (`report_to: wandb`, the default) runs online when an API key is configured (WANDB_API_KEY, or a
 `wandb login` entry in ~/.netrc), otherwise offline: no account, no network, files under <run>/wandb that
-`wandb sync` can upload later. WANDB_MODE, when set, wins. Any W&B failure is reported and the run goes on
-with local files only. `report_to: none` turns W&B off.
+`wandb sync` can upload later. WANDB_MODE, when set, wins.
+
+Trackio (`report_to: trackio`, or `wandb,trackio` for both; the `[dashboard]` extra) keeps the runs in a local
+SQLite store under TRACKIO_DIR that `make dashboard` serves on 127.0.0.1. It gets what metrics.jsonl gets, under
+the same names, with the resolved config and, at the end, the test metrics. In the Trainer scripts too it is fed
+from here rather than by the Trainer's TrackioCallback: that callback logs the Trainer's own keys and stops with
+training, before the test set is scored.
+
+Any tracker failure is reported and the run goes on with local files only. `report_to: none` turns both off.
 """
 from __future__ import annotations
 
 import datetime as _dt
+import importlib.util
 import json
 import netrc
 import os
@@ -28,7 +36,7 @@ import yaml
 from common.config import ConfigError, setting
 from common.io import atomic_write, to_json, write_json
 
-REPORT_TO = ("wandb", "none")
+TRACKERS = ("wandb", "trackio")
 PROJECT = "imdb-finetune"
 _SECRET = re.compile(r"(api_?key|token|password|secret)", re.IGNORECASE)
 
@@ -55,15 +63,25 @@ def wandb_mode() -> str:
 
 @dataclass
 class TrackingArguments:
-    report_to: str = setting("wandb", "wandb (offline without an API key) or none")
+    report_to: str = setting("wandb", "wandb (offline without an API key), trackio (local dashboard: make dashboard), "
+                                      "both as wandb,trackio, or none")
     run_name: str | None = setting(None, "the run's name in the tracker; default: the output folder's name")
 
+    def __post_init__(self):
+        trackers(self.report_to)  # a tracker that cannot start fails here, before any data or model is loaded
 
-def check_report_to(report_to: str | None) -> str:
-    value = (report_to or "none").lower()
-    if value not in REPORT_TO:
-        raise ConfigError(f"report_to: expected one of {', '.join(REPORT_TO)}, got {report_to!r}")
-    return value
+
+def trackers(report_to: str | list[str] | None) -> list[str]:
+    """The trackers a report_to setting names ("wandb", "wandb,trackio", ["trackio"], "none"); an unknown name, or
+    trackio without its package, is a one-line error."""
+    names = report_to.split(",") if isinstance(report_to, str) else list(report_to or [])
+    names = [n.strip().lower() for n in names if n.strip().lower() not in ("", "none")]
+    unknown = [n for n in names if n not in TRACKERS]
+    if unknown:
+        raise ConfigError(f"report_to: expected wandb, trackio, both (wandb,trackio) or none, got {report_to!r}")
+    if "trackio" in names and importlib.util.find_spec("trackio") is None:
+        raise ConfigError("report_to: trackio is not installed: pip install -e '.[dashboard]'")
+    return names
 
 
 def redact(config: dict) -> dict:
@@ -102,13 +120,17 @@ def run_info() -> dict:
     return info
 
 
-def configure_trainer_wandb(report_to, output_dir) -> None:
-    """For the HF Trainer's own W&B callback: offline without an account, our project, files in the run folder."""
-    if "wandb" in (report_to or []):
+def configure_trainer_tracking(report_to, output_dir) -> str:
+    """For a Trainer script, at its start: report_to checked; W&B is the Trainer's own callback (offline without an
+    account, our project, files in the run folder). Returns what the script's RunLogger reports to: trackio, if
+    named (see the module's docstring; the script removes the Trainer's TrackioCallback), else none."""
+    names = trackers(report_to)
+    if "wandb" in names:
         os.environ.setdefault("WANDB_MODE", wandb_mode())
         os.environ.setdefault("WANDB_PROJECT", PROJECT)
         os.environ.setdefault("WANDB_DIR", str(output_dir))
         Path(output_dir).mkdir(parents=True, exist_ok=True)
+    return "trackio" if "trackio" in names else "none"
 
 
 def start_wandb(config: dict, output_dir: Path, run_name: str | None, project: str = PROJECT):
@@ -123,8 +145,21 @@ def start_wandb(config: dict, output_dir: Path, run_name: str | None, project: s
         return None
 
 
+def start_trackio(config: dict, run_name: str, project: str = PROJECT):
+    """A Trackio run in the local store (TRACKIO_DIR), or None (with a warning) if it cannot start."""
+    import trackio
+
+    try:
+        return trackio.init(project=project, name=run_name, config=json.loads(to_json(config)), resume="allow",
+                            embed=False, auto_log_cpu=False, auto_log_gpu=False)
+    except Exception as e:  # noqa: BLE001 - tracking must never end a training run
+        warnings.warn(f"Trackio could not start ({type(e).__name__}: {e}); logging to local files only")
+        return None
+
+
 class RunLogger:
-    """Writes config.yaml and metrics.jsonl into output_dir, mirrors metrics to W&B, writes results.json.
+    """Writes config.yaml and metrics.jsonl into output_dir, mirrors metrics to W&B and/or Trackio, writes
+    results.json.
 
     resume_step: continuing a run from a checkpoint at that step; metrics.jsonl keeps its rows up to it.
     """
@@ -142,18 +177,23 @@ class RunLogger:
             kept = [to_json(r) + "\n" for r in read_metrics(self.metrics_path) if r.get("step", 0) <= resume_step]
             atomic_write(self.metrics_path, lambda tmp: tmp.write_text("".join(kept)))
         self._metrics = open(self.metrics_path, "a" if resume_step is not None else "w")
-        use_wandb = check_report_to(report_to) == "wandb"
-        self.wandb = start_wandb(self.config, self.output_dir, run_name or self.output_dir.name) if use_wandb else None
+        names, run_name = trackers(report_to), run_name or self.output_dir.name
+        self.wandb = start_wandb(self.config, self.output_dir, run_name) if "wandb" in names else None
+        self.trackio = start_trackio(self.config, run_name) if "trackio" in names else None
+        self.last_step = resume_step or 0
 
     def log(self, metrics: dict, step: int) -> None:
         self._metrics.write(to_json({"step": step, **metrics}) + "\n")
         self._metrics.flush()
-        if self.wandb is not None:
-            try:
-                self.wandb.log(metrics, step=step)
-            except Exception as e:  # noqa: BLE001
-                warnings.warn(f"W&B log failed ({e}); further metrics go to local files only")
-                self.wandb = None
+        self.last_step = max(self.last_step, step)
+        for name in ("wandb", "trackio"):
+            tracker = getattr(self, name)
+            if tracker is not None:
+                try:
+                    tracker.log(json.loads(to_json(metrics)), step=step)
+                except Exception as e:  # noqa: BLE001
+                    warnings.warn(f"{name} log failed ({e}); further metrics go to the other places only")
+                    setattr(self, name, None)
 
     def finish(self, results: dict | None = None) -> dict | None:
         """Write results.json (with run_info added) and close; call once, at the very end of a run."""
@@ -169,6 +209,17 @@ class RunLogger:
             except Exception as e:  # noqa: BLE001
                 warnings.warn(f"W&B finish failed ({e})")
             self.wandb = None
+        if self.trackio is not None:
+            try:
+                # Trackio has no run summary: the test metrics are logged once, at the run's last step
+                final = {k: v for k, v in flatten(results or {}).items()
+                         if k.startswith("test/") and isinstance(v, (int, float)) and not isinstance(v, bool)}
+                if final:
+                    self.trackio.log(final, step=self.last_step)
+                self.trackio.finish()
+            except Exception as e:  # noqa: BLE001
+                warnings.warn(f"Trackio finish failed ({e})")
+            self.trackio = None
         return results
 
 

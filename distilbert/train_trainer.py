@@ -20,30 +20,30 @@ from pathlib import Path
 import numpy as np
 from transformers import Trainer, TrainingArguments, set_seed
 
-from common.callbacks import MetricsLogger, checkpoint_step, find_trainer_checkpoint
+from common.callbacks import MetricsLogger, checkpoint_step, find_trainer_checkpoint, without_trainer_trackio
 from common.config import parse, run_main
 from common.data import make_splits, summary_line
 from common.distributed import one_gpu_per_process
 from common.predictions import write_predictions
 from common.metrics import classification_metrics, compute_metrics
 from common.precision import precision
-from common.tracking import RunLogger, configure_trainer_wandb
+from common.tracking import RunLogger, configure_trainer_tracking
 from distilbert.data import Collator, DataArguments, limit_splits, tokenize_splits
 from distilbert.model import ModelArguments, fit_max_length, load_model_and_tokenizer, parameter_count
 from distilbert.results import RunRecord, finish_run
 
 
 def build_args(model_args: ModelArguments, args: TrainingArguments) -> TrainingArguments:
-    """Mixed precision from the script's `auto` setting; W&B offline when no account is configured."""
+    """Mixed precision from the script's `auto` setting."""
     if not (args.bf16 or args.fp16) and precision(model_args.mixed_precision) != "no":
         args = dataclasses.replace(args, **{precision(model_args.mixed_precision): True})
-    configure_trainer_wandb(args.report_to, args.output_dir)
     return args
 
 
 def main(argv=None) -> dict | None:
     model_args, data_args, args = parse([ModelArguments, DataArguments, TrainingArguments], argv)
     args = one_gpu_per_process(build_args(model_args, args), "distilbert.train_trainer")
+    logged_here = configure_trainer_tracking(args.report_to, args.output_dir)
     resume = find_trainer_checkpoint(args.resume_from_checkpoint, args.output_dir)
     start = time.perf_counter()
     set_seed(args.seed)  # before the model: its new classification head is drawn now, not when the Trainer seeds
@@ -60,14 +60,15 @@ def main(argv=None) -> dict | None:
         for name, df in splits.items():
             print(summary_line(name, {**manifest["splits"][name], "size": len(df)}))
         config = {**dataclasses.asdict(model_args), **dataclasses.asdict(data_args), **args.to_dict()}
-        # W&B is the Trainer's own (report_to); this logger writes the run folder's files
-        logger = RunLogger(args.output_dir, config, report_to="none", run_name=args.run_name,
+        # W&B is the Trainer's own (report_to); this logger writes the run folder's files and feeds Trackio
+        logger = RunLogger(args.output_dir, config, report_to=logged_here, run_name=args.run_name,
                            resume_step=checkpoint_step(resume))
     samples_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
     metrics_logger = MetricsLogger(logger, samples_per_step) if logger else None
     trainer = Trainer(model=model, args=args, train_dataset=data["train"], eval_dataset=data["validation"],
                       data_collator=Collator(tokenizer.pad_token_id), processing_class=tokenizer,
                       compute_metrics=compute_metrics, callbacks=[metrics_logger] if metrics_logger else [])
+    without_trainer_trackio(trainer)
     train_output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
 
     best = Path(args.output_dir) / "best_model"

@@ -27,13 +27,13 @@ from accelerate import PartialState
 from transformers import TrainerCallback, set_seed
 from trl import SFTConfig, SFTTrainer
 
-from common.callbacks import MetricsLogger, checkpoint_step, find_trainer_checkpoint
+from common.callbacks import MetricsLogger, checkpoint_step, find_trainer_checkpoint, without_trainer_trackio
 from common.config import UserError, parse, run_main, setting
 from common.data import BalancedArguments, summary_line
 from common.distributed import one_gpu_per_process
 from common.io import write_json
 from common.metrics import scalar_metrics
-from common.tracking import RunLogger, configure_trainer_wandb
+from common.tracking import RunLogger, configure_trainer_tracking
 from mistral.evaluate import batch_size_setting, evaluate_reviews
 from mistral.learning_guard import LearningGuard
 from common.precision import compute_dtype
@@ -85,7 +85,6 @@ def configure(sft: SFTConfig, model_args: ModelArguments) -> SFTConfig:
     if not torch.cuda.is_available() and sft.optim.startswith("paged_"):
         print(f"no GPU: optim {sft.optim} -> adamw_torch")
         changes["optim"] = "adamw_torch"
-    configure_trainer_wandb(sft.report_to, sft.output_dir)
     return dataclasses.replace(sft, **changes)
 
 
@@ -129,6 +128,7 @@ def fine_tune(model, fmt, splits, sft, script, logger, resume, out: Path):
     callbacks = [LearningGuard(), accuracy] + ([MetricsLogger(logger, samples_per_step)] if logger else [])
     trainer = SFTTrainer(model=model, args=sft, train_dataset=to_dataset(fmt, splits["train"]),
                          eval_dataset=to_dataset(fmt, val), processing_class=fmt.tokenizer, callbacks=callbacks)
+    without_trainer_trackio(trainer)
     accuracy.trainer = trainer
     metrics = trainer.train(resume_from_checkpoint=str(resume) if resume else None).metrics
     accuracy.trainer = None
@@ -148,16 +148,18 @@ def load_best_adapter(model, folder: Path) -> None:
 def main(argv=None) -> dict | None:
     script, data_args, model_args, prompt_args, sft = parse(SETTINGS, argv, defaults=SFT_DEFAULTS)
     start = time.perf_counter()
+    logged_here = configure_trainer_tracking(sft.report_to, sft.output_dir)  # before any data or model is loaded
     splits, manifest, fmt, sft, resume = check_settings(data_args, model_args, prompt_args, sft)
     out, test = Path(sft.output_dir), splits["test"]
 
     set_seed(sft.seed)  # before the model: the LoRA weights are drawn in add_lora, before the Trainer seeds
     model, tokenizer = load_base(model_args.model_name_or_path, model_args.load_in_4bit, model_args.dtype,
                                  sft.trust_remote_code, fmt.tokenizer)
-    logger = None  # under a launcher, rank 0 alone writes the run folder; W&B is the Trainer's own callback
+    logger = None  # under a launcher, rank 0 alone writes the run folder (and feeds Trackio); W&B is the Trainer's
     if sft.process_index == 0:
         config = {**vars(script), **vars(data_args), **vars(model_args), **vars(prompt_args), **sft.to_dict()}
-        logger = RunLogger(out, config, report_to="none", run_name=sft.run_name, resume_step=checkpoint_step(resume))
+        logger = RunLogger(out, config, report_to=logged_here, run_name=sft.run_name,
+                           resume_step=checkpoint_step(resume))
 
     zero_shot = zero_shot_once(model, fmt, test, manifest, script.eval_batch_size, out / "zero_shot.json")
     if logger:

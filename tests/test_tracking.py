@@ -4,7 +4,8 @@ import pytest
 import yaml
 
 from common.config import ConfigError
-from common.tracking import RunLogger, read_metrics, wandb_mode
+from common import tracking
+from common.tracking import RunLogger, read_metrics, trackers, wandb_mode
 
 
 def run(tmp_path, report_to):
@@ -58,8 +59,31 @@ def test_wandb_mode(monkeypatch, tmp_path):
 
 
 def test_bad_report_to(tmp_path):
-    with pytest.raises(ConfigError, match="report_to: expected one of wandb, none"):
+    with pytest.raises(ConfigError, match="report_to: expected wandb, trackio, both"):
         RunLogger(tmp_path, {}, "tensorboard")
+    with pytest.raises(ConfigError, match="got 'wandb,mlflow'"):
+        trackers("wandb,mlflow")
+
+
+def test_report_to_names_one_tracker_both_or_none(monkeypatch):
+    monkeypatch.setattr(tracking.importlib.util, "find_spec", lambda name: object())  # as if trackio were installed
+    assert trackers("wandb,trackio") == ["wandb", "trackio"]
+    assert trackers(["trackio"]) == ["trackio"]
+    assert trackers("none") == [] and trackers(["none"]) == [] and trackers(None) == []
+
+
+@pytest.mark.parametrize("script", ["baseline.tfidf", "distilbert.train_loop", "mistral.evaluate",
+                                    "distilbert.train_trainer", "mistral.train_sft"])
+def test_trackio_without_its_extra_fails_at_start_with_how_to_install_it(script, monkeypatch, tmp_path):
+    """Before any data or model is read: the data folder does not even exist."""
+    import importlib
+
+    real = tracking.importlib.util.find_spec
+    monkeypatch.setattr(tracking.importlib.util, "find_spec", lambda name: None if name == "trackio" else real(name))
+    main = importlib.import_module(script).main
+    with pytest.raises(ConfigError, match=r"^report_to: trackio is not installed: pip install -e '\.\[dashboard\]'$"):
+        main(["--report_to", "wandb,trackio", "--data_dir", str(tmp_path / "absent"),
+              "--output_dir", str(tmp_path / "run")])
 
 
 def test_resume_keeps_metrics_up_to_the_checkpoint(tmp_path):
