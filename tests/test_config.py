@@ -163,7 +163,7 @@ SCRIPT_OF = {"baseline.yaml": "baseline.tfidf", "distilbert_loop.yaml": "distilb
 SCRIPTS = ["distilbert.train_loop", "distilbert.train_trainer", "mistral.train_sft", "mistral.evaluate",
            "mistral.variant_mass", "mistral.architecture", "baseline.tfidf", "distilbert.bench", "mistral.bench",
            "distilbert.predict", "common.data", "analysis.report", "analysis.compare", "analysis.plots",
-           "analysis.seeds", "tools.prepare_models", "tools.demo", "tools.gpu_check"]
+           "analysis.seeds", "tools.prepare_models", "tools.demo", "tools.gpu_check", "tools.mutation_report"]
 
 
 @pytest.mark.parametrize("module", SCRIPTS)

@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from common.data import DataError, clean_text, export, load_imdb, make_splits
@@ -170,6 +171,8 @@ def test_export_command(imdb_dir, tmp_path, capsys):
     for name, size in sizes.items():
         df = pd.read_parquet(out / f"{name}.parquet")
         assert df.columns.tolist() == ["text", "label"]
+        # what other tools read: the two columns and no stored index (a reader without pandas sees no extra column)
+        assert pq.read_schema(out / f"{name}.parquet").names == ["text", "label"]
         assert len(df) == size and df["label"].sum() * 2 == size  # the balanced protocol: half positive
     manifest = json.loads((out / "manifest.json").read_text())
     assert (manifest["protocol"], manifest["seed"]) == ("balanced", 1)
@@ -204,3 +207,115 @@ def test_real_imdb_split_sizes(real_imdb_dir):
     balanced, _ = make_splits("balanced", seed=42, data_dir=real_imdb_dir)
     assert {k: len(v) for k, v in balanced.items()} == {"train": 900, "validation": 100, "test": 2500}
     assert all(df["label"].sum() * 2 == len(df) for df in balanced.values())
+
+
+@pytest.mark.real_data
+def test_committed_results_were_measured_on_the_splits_the_code_makes_today(real_imdb_dir):
+    """Each committed results.json records the sha256 of every split it used: today's code, on the real data, must
+    make exactly those splits (a changed order of draws, say, would silently move the test set under the figures)."""
+    import json
+
+    from tests.conftest import ROOT
+
+    checked = set()
+    for path in sorted((ROOT / "results").rglob("results.json")):
+        manifest = json.loads(path.read_text()).get("manifest")
+        if not manifest:
+            continue
+        sizes = {k: manifest["splits"][s]["size"] for k, s in (("n_train", "train"), ("n_eval", "validation"),
+                                                                ("n_test", "test"))}
+        key = (manifest["protocol"], manifest["seed"], tuple(sizes.values()))
+        if key in checked:
+            continue
+        _, today = make_splits(manifest["protocol"], manifest["seed"], real_imdb_dir,
+                               **(sizes if manifest["protocol"] == "balanced" else {}))
+        assert {k: v["sha256"] for k, v in today["splits"].items()} == \
+               {k: v["sha256"] for k, v in manifest["splits"].items()}, path
+        checked.add(key)
+    assert {p for p, _, _ in checked} == {"random_70_10_20", "official", "balanced"}
+
+
+def test_validate_messages_and_edges():
+    """One-line errors worked out by hand, and the edges: a single row is a valid split; a label that is not a
+    number is our error naming it, not pandas' own."""
+    from common.data import validate
+
+    with pytest.raises(DataError, match=r"^train\.parquet: missing column\(s\) text, label \(found: review, stars\)$"):
+        validate(pd.DataFrame({"review": ["x"], "stars": [1]}), "train.parquet")
+    with pytest.raises(DataError, match=r"^test\.parquet: no rows$"):
+        validate(pd.DataFrame({"text": pd.Series([], dtype=str), "label": pd.Series([], dtype=int)}), "test.parquet")
+    with pytest.raises(DataError, match=r"^train\.parquet: label 'positive' at row 1 is outside \{0, 1\}$"):
+        validate(pd.DataFrame({"text": ["good", "great"], "label": [1, "positive"]}), "train.parquet")
+    with pytest.raises(DataError, match=r"^test\.parquet: text at row 2 is 5, expected a string$"):
+        validate(pd.DataFrame({"text": ["good", "bad", 5], "label": [1, 0, 1]}), "test.parquet")
+    one = validate(pd.DataFrame({"text": ["A fine film."], "label": [1]}), "train.parquet")
+    assert one["text"].tolist() == ["A fine film."] and one["label"].tolist() == [1]
+
+
+def test_manifest_and_summary_line_by_hand():
+    from common.data import make_manifest, split_hash, summary_line
+
+    df = pd.DataFrame({"text": ["a", "b", "c", "d"], "label": [1, 0, 1, 1]})
+    manifest = make_manifest({"test": df, "none": df.iloc[:0]}, "random_70_10_20", 7, "/data")
+    assert manifest["splits"]["test"] == {"size": 4, "label_counts": {"0": 1, "1": 3}, "positive_share": 0.75,
+                                          "sha256": split_hash(df)}
+    assert manifest["splits"]["none"]["positive_share"] is None
+    info = {"size": 12345, "positive_share": 0.5, "sha256": "0123456789abcdef"}
+    assert summary_line("validation", info) == "validation 12,345 reviews   50.0% positive  sha256 0123456789ab"
+
+
+def test_balanced_sample_edges():
+    """A class with exactly the reviews needed is enough; a size of 0 is refused; every part is disjoint from the
+    others (three parts: the offsets of the third depend on both before it)."""
+    from common.data import balanced_sample
+
+    df = pd.DataFrame({"text": [f"review {i}" for i in range(20)], "label": [0] * 10 + [1] * 10})
+    parts = balanced_sample(df, [6, 4, 10], seed=0, name="train.parquet")  # 3 + 2 + 5 = all 10 of each class
+    assert [len(p) for p in parts] == [6, 4, 10] and all(p["label"].sum() * 2 == len(p) for p in parts)
+    assert set(pd.concat(parts)["text"]) == set(df["text"])  # disjoint: together they are the 20 reviews
+    with pytest.raises(DataError, match="positive and even, got 0"):
+        balanced_sample(df, [0, 4], seed=0, name="train.parquet")
+
+
+def test_make_splits_defaults_sources_and_messages(imdb_dir, monkeypatch):
+    """The documented defaults (random_70_10_20, seed 42), where the manifest says the reviews came from, and the
+    one-line errors, worked out by hand."""
+    monkeypatch.delenv("IMDB_DATA_DIR", raising=False)
+    _, manifest = make_splits(data_dir=imdb_dir)
+    assert (manifest["protocol"], manifest["seed"], manifest["source"]) == ("random_70_10_20", 42,
+                                                                           str(imdb_dir.resolve()))
+    _, in_memory = make_splits("official", 1, raw=load_imdb(imdb_dir))
+    assert in_memory["source"] == "in-memory"
+    with pytest.raises(DataError, match=r"^unknown protocol 'kfold'; expected one of random_70_10_20, official, "
+                                        r"balanced$"):
+        make_splits("kfold", data_dir=imdb_dir)
+    with pytest.raises(DataError, match=r"^official train set: 1000 negative reviews needed, only \d+ available$"):
+        make_splits("balanced", data_dir=imdb_dir, n_train=1900, n_eval=100, n_test=10)
+    with pytest.raises(DataError, match=r"^official test set: 1250 negative reviews needed, only \d+ available$"):
+        make_splits("balanced", data_dir=imdb_dir, n_train=10, n_eval=10, n_test=2500)
+
+
+def test_without_a_data_folder_the_hub_dataset_is_read_and_validated(monkeypatch):
+    """No folder given and no IMDB_DATA_DIR: the Hub's stanfordnlp/imdb (a stand-in here: tests never touch the
+    network), each split validated under its Hub name."""
+    import datasets
+
+    raw = make_imdb(n_train=20, n_test=20, n_dup=0)
+    asked = []
+
+    def fake_load_dataset(name):
+        asked.append(name)
+        bad_test = raw["test"].assign(label=[5] + raw["test"]["label"].tolist()[1:])
+        return {"train": datasets.Dataset.from_pandas(raw["train"]), "test": datasets.Dataset.from_pandas(bad_test)}
+
+    monkeypatch.delenv("IMDB_DATA_DIR", raising=False)
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    with pytest.raises(DataError, match=r"^stanfordnlp/imdb:test: label 5 at row 0 is outside \{0, 1\}$"):
+        load_imdb()
+    assert asked == ["stanfordnlp/imdb"]
+    monkeypatch.setattr(datasets, "load_dataset", lambda name: {s: datasets.Dataset.from_pandas(raw[s])
+                                                                for s in ("train", "test")})
+    loaded = load_imdb()
+    assert {s: len(df) for s, df in loaded.items()} == {"train": 20, "test": 20}
+    _, manifest = make_splits("official", 0)
+    assert manifest["source"] == "stanfordnlp/imdb"

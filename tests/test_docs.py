@@ -60,7 +60,9 @@ def test_results_are_committed_with_what_made_them():
     assert found, "no results.json under results/"
     for path in found:
         results = json.loads(path.read_text())
-        assert results["run_info"]["git_commit"] and results["manifest"]["splits"]["test"]["sha256"], path
+        assert results["run_info"]["git_commit"], path
+        if results.get("script") != "tools.mutation_report":  # a score of the code, not of a model on reviews
+            assert results["manifest"]["splits"]["test"]["sha256"], path
 
 
 def test_every_percentage_is_a_committed_result_or_labelled_published():

@@ -83,3 +83,30 @@ def test_steps_the_grad_scaler_skipped_do_not_count():
 def test_skipped_steps_do_not_hide_a_zero_gradient():
     with pytest.raises(UserError, match="1 of 3 trainable tensors"):
         run_steps(Toy(dead=True), LearningGuard(), skipped=3, taken=3)
+
+
+def run_from(model, global_step: int, max_steps: int, loss_scale: float = 1.0):
+    """The guard over the steps left of a run that starts (or resumes) at global_step, without fp16."""
+    guard, args = LearningGuard(), SimpleNamespace(fp16=False)
+    state = SimpleNamespace(max_steps=max_steps, global_step=global_step)
+    guard.on_train_begin(args, state, None, model=model)
+    batch = examples(4)
+    x, y = torch.stack([b["x"] for b in batch]), torch.stack([b["labels"] for b in batch])
+    while state.global_step < max_steps:
+        (loss_scale * model(x, y)["loss"]).backward()
+        guard.on_pre_optimizer_step(args, state, None, model=model)
+        model.zero_grad()
+        state.global_step += 1
+
+
+def test_a_run_resumed_one_step_before_its_end_is_still_checked():
+    """One step left: that step is judged, and a run in which no tensor got any gradient stops."""
+    with pytest.raises(UserError, match="in the first 1 optimizer steps 3 of 3 trainable tensors"):
+        run_from(Toy(dead=False), global_step=9, max_steps=10, loss_scale=0.0)
+
+
+def test_a_run_shorter_than_the_guard_fails_only_when_no_tensor_got_a_gradient():
+    """With fewer steps than lora_A needs, a tensor still at zero gradient is no proof: only all of them is."""
+    run_from(Toy(dead=True), global_step=0, max_steps=1)  # `extra` silent, the linear layer not: no error
+    with pytest.raises(UserError, match="1 optimizer steps 3 of 3"):
+        run_from(Toy(dead=True), global_step=0, max_steps=1, loss_scale=0.0)

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 import torch
@@ -287,6 +288,16 @@ def test_evaluate_generate_mode_accuracy_covers_every_review(tiny_mistral, imdb_
     printed = capsys.readouterr().out
     assert f"test accuracy {right / 6:.4f} on 6 reviews (generate, {metrics['unparsed']} unparsed" in printed
 
+    # the run folder describes the run: what was scored, with what, on which reviews
+    saved = json.loads((tmp_path / "gen" / "results.json").read_text())
+    assert saved["script"] == "mistral.evaluate" and saved["model"] == str(tiny_mistral) and saved["adapter"] is None
+    assert saved["split"] == "test" and saved["num_processes"] == 1
+    assert saved["model_parameters"] == sum(p.numel() for p in model.parameters())
+    assert saved["manifest"]["splits"]["test"]["sha256"] == make_splits("balanced", 42, str(imdb_dir), 24, 10,
+                                                                        6)[1]["splits"]["test"]["sha256"]
+    rows = [json.loads(line) for line in (tmp_path / "gen" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["step"] == 0 and rows[0]["test/accuracy"] == right / 6
+
     # every reader of a run takes that accuracy, also when no answer parsed (as with this tiny model)
     from analysis import compare, plots, report
 
@@ -305,12 +316,40 @@ def test_evaluate_generate_mode_accuracy_covers_every_review(tiny_mistral, imdb_
     assert [f["accuracy"]["values"] for f in figures.values()] == [[right / 6, right / 6]]
 
 
+def test_evaluate_scores_the_split_it_is_given(tiny_mistral, imdb_dir, tmp_path, capsys):
+    import pandas as pd
+
+    from common.data import make_splits, summary_line
+    from common.predictions import text_sha256
+
+    out = ev.main(["--config", EVAL_CONFIG, "--model_name_or_path", str(tiny_mistral), "--data_dir", str(imdb_dir),
+                   "--split", "validation", "--n_train", "24", "--n_eval", "10", "--n_test", "6",
+                   "--max_length", "96", "--output_dir", str(tmp_path / "val"), "--report_to", "none"])
+    splits, manifest = make_splits("balanced", 42, str(imdb_dir), 24, 10, 6)
+    validation = splits["validation"]
+    scored = pd.read_parquet(tmp_path / "val" / "predictions.parquet")
+    assert scored["text_sha256"].tolist() == [text_sha256(t) for t in validation["text"]]
+    assert scored["label"].tolist() == validation["label"].tolist()
+    metrics = out["validation"]
+    assert out["split"] == "validation" and "test" not in out and metrics["n"] == 10
+    assert metrics["accuracy"] == (scored["prediction"] == scored["label"]).mean()
+    printed = capsys.readouterr().out
+    assert re.search(rf"validation accuracy {metrics['accuracy']:.4f} on 10 reviews \(score, [\d.]+ reviews/s\)",
+                     printed)
+    assert summary_line("validation", manifest["splits"]["validation"]) in printed
+    # loaded in 4-bit, as configs/mistral_eval.yaml says: NF4 packs two weights in a byte, so fewer parameters
+    plain = load_base(str(tiny_mistral), load_in_4bit=False)[0]
+    assert out["model_parameters"] < sum(p.numel() for p in plain.parameters())
+
+
 @pytest.mark.parametrize("extra, match", [
     (["--model_name_or_path", "/no/such/model"], "model folder not found"),
     (["--adapter", "/no/such/adapter"], "adapter folder not found"),
     (["--answer_words", "good,good"], "two different words"),
     (["--prompt_template", "no placeholder"], "must contain the placeholder"),
     (["--batch_sise", "8"], "unknown key"),
+    (["--mode", "sample"], r"^mode: expected one of score, generate, got 'sample'$"),
+    (["--split", "dev"], r"^split: expected one of train, validation, test, got 'dev'$"),
 ])
 def test_evaluate_bad_input(tiny_mistral, imdb_dir, tmp_path, monkeypatch, extra, match):
     def no_model(*a, **k):
@@ -433,3 +472,112 @@ def test_sft_runs_on_cpu_without_a_config_file(tiny_mistral, imdb_dir, tmp_path)
                               "--n_eval", "4", "--n_test", "4", "--max_length", "96", "--lora_r", "4",
                               "--num_train_epochs", "1", "--per_device_train_batch_size", "4"])
     assert results["tuned"]["n"] == 4 and results["best_epoch"] == 1
+
+
+def test_margins_become_labels_and_a_tie_is_negative(monkeypatch, tmp_path):
+    """Label scoring's last step, on margins given by hand: positive only where the positive answer outscores the
+    negative one; the metrics and the predictions file of an evaluation follow from those labels."""
+    import pandas as pd
+
+    margins = [2.0, 0.0, -1.5, 0.5, -0.25]
+    monkeypatch.setattr(ev, "score_margins", lambda model, fmt, reviews, batch_size=8, desc="": margins)
+    assert ev.score_labels(None, None, ["a review"] * 5) == [1, 0, 0, 1, 0]
+    import time
+
+    start = time.perf_counter()
+    metrics = ev.evaluate_reviews(None, None, [f"review {i}" for i in range(5)], [1, 0, 0, 1, 1],
+                                  predictions_path=tmp_path / "p.parquet")
+    elapsed = time.perf_counter() - start
+    assert metrics["accuracy"] == 0.8 and metrics["confusion_matrix"] == [[2, 0], [1, 2]]
+    assert metrics["unparsed"] == 0 and metrics["mode"] == "score" and "parsed" not in metrics  # nothing to parse
+    assert metrics["examples_per_second"] >= 5 / elapsed  # timed inside the call: at least the rate seen outside
+    saved = pd.read_parquet(tmp_path / "p.parquet")
+    assert saved["prediction"].tolist() == [1, 0, 0, 1, 0] and saved["score"].tolist() == margins
+
+
+def test_generate_mode_passes_its_settings_and_writes_no_scores(monkeypatch, tmp_path):
+    import pandas as pd
+
+    seen = {}
+
+    def fake_generate(model, fmt, reviews, answer_words, max_new_tokens=5):
+        seen.update(answer_words=answer_words, max_new_tokens=max_new_tokens)
+        return [1, None, 0], ["positive", "hmm", "negative"]
+
+    monkeypatch.setattr(ev, "generate_labels", fake_generate)
+    metrics = ev.evaluate_reviews(None, None, ["a", "b", "c"], [1, 1, 1], mode="generate", answer_words=["bad", "good"],
+                                  max_new_tokens=3, predictions_path=tmp_path / "g.parquet")
+    assert seen == {"answer_words": ["bad", "good"], "max_new_tokens": 3}
+    assert metrics["mode"] == "generate" and metrics["unparsed"] == 1 and metrics["accuracy"] == pytest.approx(1 / 3)
+    assert pd.read_parquet(tmp_path / "g.parquet")["score"].isna().all()
+
+
+def test_left_padding_by_hand():
+    """Two prompts of 3 and 1 tokens: pads on the left, masked, and positions that count real tokens only."""
+    batch = ev.left_pad([[5, 6, 7], [8]], pad_id=0, device="cpu")
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [0, 0, 8]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [0, 0, 1]]
+    assert batch["position_ids"].tolist() == [[0, 1, 2], [0, 0, 0]]
+
+
+class FakeTokenizer:
+    """Just what set_padding reads and writes: named special tokens with fixed ids."""
+    IDS = {"<unk>": 0, "<s>": 1, "</s>": 2, "<pad>": 3}
+
+    def __init__(self, pad, unk):
+        self.pad_token, self.unk_token, self.eos_token, self.added = pad, unk, "</s>", []
+
+    pad_token_id = property(lambda self: self.IDS.get(self.pad_token))
+    unk_token_id = property(lambda self: self.IDS.get(self.unk_token))
+    eos_token_id = property(lambda self: self.IDS[self.eos_token])
+
+    def add_special_tokens(self, tokens):
+        self.added.append(tokens)
+        self.pad_token = tokens["pad_token"]
+
+
+@pytest.mark.parametrize("pad, unk, expected_pad, added", [
+    (None, "<unk>", "<unk>", []),                          # Mistral: no pad token, <unk> serves
+    ("</s>", None, "<pad>", [{"pad_token": "<pad>"}]),     # pad == EOS and no <unk>: a new <pad>
+    ("</s>", "</s>", "<pad>", [{"pad_token": "<pad>"}]),   # <unk> is EOS too: it cannot serve
+    ("<pad>", "<unk>", "<pad>", []),                       # a distinct pad token is kept
+])
+def test_padding_token_is_distinct_from_eos(pad, unk, expected_pad, added):
+    tokenizer = FakeTokenizer(pad, unk)
+    set_padding(tokenizer)
+    assert tokenizer.pad_token == expected_pad and tokenizer.added == added
+
+
+def test_answer_ends_at_the_first_eos_and_nothing_follows_a_bare_prompt(tiny_mistral):
+    """A template that puts a newline after EOS (as ChatML does): the answer stops at EOS, which appears once; and
+    `after_prompt` finds nothing after a prompt alone, or after a text that is not the prompt."""
+    from mistral.model import load_tokenizer
+    from mistral.prompts import PROBE
+    from tests.tiny_models import CHAT_TEMPLATE
+
+    tokenizer = load_tokenizer(str(tiny_mistral))
+    tokenizer.chat_template = CHAT_TEMPLATE.replace("{{ eos_token }}{% endif %}", "{{ eos_token }}\n{% endif %}")
+    fmt = make_format(tokenizer, PROMPT, 96)
+    ids = fmt.completion("positive")
+    assert ids[-1] == tokenizer.eos_token_id and ids.count(tokenizer.eos_token_id) == 1
+    assert tokenizer.decode(ids[:-1]).strip() == "positive"
+    assert fmt.after_prompt(fmt.render(PROBE)) is None
+    assert fmt.after_prompt("an unrelated text " * 20) is None
+    assert fmt.after_prompt(fmt.render(PROBE) + " positive")
+
+
+def test_a_review_is_cut_to_whatever_room_is_left_and_no_room_is_an_error(tiny_mistral):
+    """The budget of the prompt (max_length less the answer and EOS) with room for exactly one review token keeps
+    one; with less room than the template itself takes, the one-line error."""
+    from mistral.model import load_tokenizer
+
+    tokenizer = load_tokenizer(str(tiny_mistral))
+    probe = make_format(tokenizer, PROMPT, 512)
+    answer = max(len(c) for c in probe.completion_ids)
+    bare = len(probe.encode_prompt(""))
+    review = "a wonderful film " * 40
+    one = make_format(tokenizer, PROMPT, bare + answer + 1).prompt_ids(review)
+    assert len(one) == bare + 1
+    with pytest.raises(UserError, match=rf"^max_length {bare + answer - 2} leaves no room for the review in the "
+                                        r"prompt template$"):
+        make_format(tokenizer, PROMPT, bare + answer - 2).prompt_ids(review)

@@ -3,6 +3,8 @@ import json
 import pandas as pd
 import pytest
 
+from common.config import UserError
+
 from analysis.plots import PANELS, plot_run
 from analysis.report import build_report
 
@@ -182,3 +184,20 @@ def test_report_lists_the_most_confident_errors(tmp_path):
     zero_shot, tuned = errors.split("## `")[2:]
     assert zero_shot.index("| 1 | positive | negative | -8.000") < zero_shot.index("| 0 | negative | positive | 3.000")
     assert "No scored errors" in tuned
+
+
+def test_mutation_report_writes_the_share_killed_and_the_survivors(tmp_path, monkeypatch):
+    from tools import mutation_report
+
+    (tmp_path / "mutants").mkdir()
+    (tmp_path / "mutants" / "mutmut-cicd-stats.json").write_text(json.dumps(
+        {"killed": 80, "survived": 2, "total": 100, "no_tests": 0, "skipped": 10, "suspicious": 0, "timeout": 8}))
+    monkeypatch.setattr(mutation_report, "survivors", lambda folder: ["a.x_f__mutmut_1", "a.x_g__mutmut_3"])
+    out = tmp_path / "results.json"
+    results = mutation_report.main(["--mutants", str(tmp_path / "mutants"), "--out", str(out)])
+    assert results["score"] == 88 / 90  # timeouts count as killed; skipped mutants are not counted
+    saved = json.loads(out.read_text())
+    assert (saved["mutants"], saved["survived"], saved["survivors"]) == (90, 2, ["a.x_f__mutmut_1", "a.x_g__mutmut_3"])
+    monkeypatch.setattr(mutation_report, "survivors", lambda folder: ["a.x_f__mutmut_1"])
+    with pytest.raises(UserError, match="lists 1 survivors, its stats 2"):
+        mutation_report.main(["--mutants", str(tmp_path / "mutants"), "--out", str(out)])

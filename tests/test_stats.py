@@ -69,3 +69,54 @@ def test_intervals_of_a_confusion_matrix_match_reference_implementations():
                           vectorized=False, n_resamples=2000, method="percentile", random_state=0).confidence_interval
     assert got["f1_ci95"] == pytest.approx([reference.low, reference.high], abs=0.02)
     assert got["f1_ci95"][0] < f1_score(labels, preds, average="macro") < got["f1_ci95"][1]
+
+
+def test_mcnemar_takes_correctness_as_0_and_1_too():
+    """Correctness read from a 0/1 column (as from a predictions file): the same counts and p-value as booleans."""
+    a = [1] * 9 + [0] + [1] * 5
+    b = [0] * 9 + [1] + [1] * 5
+    assert mcnemar_exact(a, b) == {"a_only_correct": 9, "b_only_correct": 1, "p_value": pytest.approx(22 / 1024)}
+    assert mcnemar_exact(np.array(a), b)["a_only_correct"] == 9 and mcnemar_exact(a, np.array(b))["b_only_correct"] == 1
+
+
+def test_bootstrap_f1_interval_takes_float_labels_a_missing_cell_and_its_confidence():
+    """Labels as floats (a parquet column with a missing value is float), no true positive at all (a 2x2 table with
+    an empty cell), and a confidence other than 95%: the counts-based interval against scipy's bootstrap."""
+    from scipy.stats import bootstrap
+    from sklearn.metrics import f1_score
+
+    labels = np.array([0.0] * 60 + [1.0] * 40)
+    preds = np.array([0.0] * 50 + [1.0] * 10 + [0.0] * 40)  # no label-1 review predicted 1: tp = 0
+    low, high = bootstrap_f1_interval(labels, preds, n_resamples=4000, confidence=0.8)
+    reference = bootstrap((labels.astype(int), preds.astype(int)),
+                          lambda y, q: f1_score(y, q, average="macro", zero_division=0), paired=True,
+                          vectorized=False, n_resamples=2000, method="percentile", confidence_level=0.8,
+                          random_state=0).confidence_interval
+    assert (low, high) == pytest.approx((reference.low, reference.high), abs=0.02)
+    wide = bootstrap_f1_interval(labels, preds, n_resamples=4000, confidence=0.99)
+    assert wide[0] < low and wide[1] > high
+
+
+@pytest.mark.parametrize("tp, fp, fn, tn", [(1, 0, 3, 0), (1, 3, 0, 0), (0, 3, 0, 1), (0, 0, 3, 1), (3, 0, 0, 0),
+                                            (0, 0, 0, 3), (0, 2, 0, 0), (2, 1, 0, 5)])
+def test_macro_f1_from_counts_on_small_tables_matches_sklearn(tp, fp, fn, tn):
+    """Small and one-sided tables (a class never predicted, or never present), without a warning, against
+    scikit-learn's macro F1 over both labels with zero_division=0."""
+    import warnings
+
+    from sklearn.metrics import f1_score
+
+    labels = [1] * tp + [0] * fp + [1] * fn + [0] * tn
+    preds = [1] * tp + [1] * fp + [0] * fn + [0] * tn
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = macro_f1_from_counts(*(np.array([v]) for v in (tp, fp, fn, tn)))
+    assert got[0] == pytest.approx(f1_score(labels, preds, labels=[0, 1], average="macro", zero_division=0))
+
+
+def test_wilson_interval_at_another_confidence_by_hand():
+    low, high = wilson_interval(80, 100, confidence=0.9)
+    p, n, z = 0.8, 100, 1.6448536269514722
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (
+        1 + z * z / n)
+    assert (low, high) == pytest.approx((centre - half, centre + half), abs=1e-12)
