@@ -186,11 +186,12 @@ class RunLogger:
         self._metrics.write(to_json({"step": step, **metrics}) + "\n")
         self._metrics.flush()
         self.last_step = max(self.last_step, step)
+        plain = json.loads(to_json(metrics))  # numpy and torch scalars as plain numbers, once for both trackers
         for name in ("wandb", "trackio"):
             tracker = getattr(self, name)
             if tracker is not None:
                 try:
-                    tracker.log(json.loads(to_json(metrics)), step=step)
+                    tracker.log(plain, step=step)
                 except Exception as e:  # noqa: BLE001
                     warnings.warn(f"{name} log failed ({e}); further metrics go to the other places only")
                     setattr(self, name, None)

@@ -155,7 +155,7 @@ def main(argv=None) -> dict | None:
     set_seed(sft.seed)  # before the model: the LoRA weights are drawn in add_lora, before the Trainer seeds
     model, tokenizer = load_base(model_args.model_name_or_path, model_args.load_in_4bit, model_args.dtype,
                                  sft.trust_remote_code, fmt.tokenizer)
-    logger = None  # under a launcher, rank 0 alone writes the run folder (and feeds Trackio); W&B is the Trainer's
+    logger = None  # under a launcher, rank 0 alone writes the run folder and feeds Trackio; W&B is a Trainer callback
     if sft.process_index == 0:
         config = {**vars(script), **vars(data_args), **vars(model_args), **vars(prompt_args), **sft.to_dict()}
         logger = RunLogger(out, config, report_to=logged_here, run_name=sft.run_name,
