@@ -1,10 +1,12 @@
-"""Mixed precision, chosen one way for every script: bf16 on a GPU that computes it natively, else fp16 on a GPU;
-fp32 on CPU (bf16 matmuls there are slow and inexact)."""
+"""Mixed precision, chosen one way for every script. `auto`: bf16 where the hardware computes it natively (a GPU with
+bf16 units; a CPU with AVX512-BF16 or AMX), fp16 on any other GPU, fp32 on any other CPU, where bf16 is emulated
+and slower than fp32 itself."""
 from __future__ import annotations
 
 import torch
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "no": torch.float32, "fp32": torch.float32}
+_announced: set[tuple[str, str]] = set()
 
 
 def native_bf16() -> bool:
@@ -13,13 +15,39 @@ def native_bf16() -> bool:
     return torch.cuda.is_bf16_supported(including_emulation=False)
 
 
+def native_bf16_cpu() -> bool:
+    """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX tiles), which torch's oneDNN kernels use."""
+    # private functions of torch.cpu (torch 2.x): a build without them counts as a CPU without bf16
+    return any(getattr(torch.cpu, name, lambda: False)()
+               for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
+def choose(setting: str = "auto") -> tuple[str, str]:
+    """The precision a setting resolves to ("bf16", "fp16", or "no"/"fp32" for fp32) and the reason, printed once
+    per process for each distinct choice."""
+    if setting != "auto":
+        choice = setting, "set explicitly"
+    elif torch.cuda.is_available():
+        choice = ("bf16", "GPU with native bf16") if native_bf16() else ("fp16", "GPU without native bf16")
+    elif native_bf16_cpu():
+        choice = "bf16", "CPU with native bf16 (AVX512-BF16 or AMX)"
+    else:
+        choice = "no", "CPU without native bf16 (no AVX512-BF16 or AMX), where bf16 is slower than fp32"
+    if (setting, choice[0]) not in _announced:
+        _announced.add((setting, choice[0]))
+        print(f"precision: {setting} -> {'fp32' if choice[0] in ('no', 'fp32') else choice[0]} ({choice[1]})")
+    return choice
+
+
 def precision(setting: str = "auto") -> str:
     """`auto` resolved: "bf16", "fp16", or "no" (fp32); any other setting is returned as it is."""
-    if setting != "auto":
-        return setting
-    if not torch.cuda.is_available():
-        return "no"
-    return "bf16" if native_bf16() else "fp16"
+    return choose(setting)[0]
+
+
+def dtype_record(setting: str = "auto") -> dict:
+    """results.json's record of a compute dtype: its name and why it was chosen."""
+    chosen, reason = choose(setting)
+    return {"compute_dtype": "fp32" if chosen == "no" else chosen, "precision_reason": reason}
 
 
 def compute_dtype(setting: str = "auto") -> torch.dtype:

@@ -16,7 +16,8 @@ LABEL2ID = {v: k for k, v in ID2LABEL.items()}
 class ModelArguments(RemoteCodeArguments):
     """The loop's and the Trainer's model settings."""
     model_name_or_path: str = setting("distilbert-base-uncased", "Hub id or local folder of the encoder to fine-tune")
-    mixed_precision: str = setting("auto", "auto (bf16 or fp16 on a GPU, fp32 on CPU), no, bf16 or fp16")
+    mixed_precision: str = setting("auto", "auto (bf16 where the GPU or CPU computes it natively, else fp16 on a "
+                                           "GPU and fp32 on CPU), no (fp32), bf16 or fp16")
 
 
 def parameter_count(model) -> int:

@@ -24,6 +24,7 @@ class RunRecord:
     split_sizes_used: dict
     num_processes: int
     mixed_precision: str
+    precision_reason: str  # why `auto` chose it (common/precision.py), or that it was set
     train_samples_per_second: float
     train_runtime: float
     train_step_samples_per_second: float

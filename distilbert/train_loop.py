@@ -35,7 +35,7 @@ from common.data import make_splits, summary_line
 from common.io import atomic_folder, find_checkpoint, numbered, staging_folder, swap_in, write_json
 from common.predictions import write_predictions
 from common.metrics import classification_metrics, scalar_metrics
-from common.precision import precision
+from common.precision import choose
 from common.tracking import RunLogger, TrackingArguments
 from distilbert.data import (Collator, DataArguments, LengthGroupedBatches, RandomBatches, limit_splits,
                              sorted_batches, tokenize_splits)
@@ -299,7 +299,8 @@ def main(argv=None) -> dict | None:
     # Accelerate keeps the first run's precision for the whole process and refuses another; a second run in the same
     # process (the benchmarks, the tests) starts afresh, as HF's TrainingArguments does. The process group stays.
     AcceleratorState._reset_state()
-    accelerator = Accelerator(mixed_precision=precision(cfg.mixed_precision), cpu=on_cpu)
+    mixed_precision, precision_reason = choose(cfg.mixed_precision)
+    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=on_cpu)
     set_seed(cfg.seed)
     resume = find_checkpoint(cfg.resume_from_checkpoint, Path(cfg.output_dir) / "checkpoints", "step", "state.json")
     model, tokenizer = load_model_and_tokenizer(cfg.model_name_or_path, cfg.trust_remote_code)
@@ -338,7 +339,8 @@ def main(argv=None) -> dict | None:
         test=test, validation=json.loads((best / "best.json").read_text())["validation"],
         best_step=state["best_step"], global_step=state["global_step"], manifest=manifest,
         split_sizes_used={k: len(v) for k, v in data.items()}, num_processes=accelerator.num_processes,
-        mixed_precision=accelerator.mixed_precision, train_samples_per_second=trained_here / train_runtime,
+        mixed_precision=accelerator.mixed_precision, precision_reason=precision_reason,
+        train_samples_per_second=trained_here / train_runtime,
         train_runtime=train_runtime,
         train_step_samples_per_second=state["train_samples"] / max(state["train_time_s"], 1e-9),
         wall_time_s=round(time.perf_counter() - start, 1),

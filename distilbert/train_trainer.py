@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from transformers import Trainer, TrainingArguments, set_seed
 
 from common.callbacks import MetricsLogger, checkpoint_step, find_trainer_checkpoint, without_trainer_trackio
@@ -26,23 +27,28 @@ from common.data import make_splits, summary_line
 from common.distributed import one_gpu_per_process
 from common.predictions import write_predictions
 from common.metrics import classification_metrics, compute_metrics
-from common.precision import precision
+from common.precision import choose
 from common.tracking import RunLogger, configure_trainer_tracking
 from distilbert.data import Collator, DataArguments, limit_splits, tokenize_splits
 from distilbert.model import ModelArguments, fit_max_length, load_model_and_tokenizer, parameter_count
 from distilbert.results import RunRecord, finish_run
 
 
-def build_args(model_args: ModelArguments, args: TrainingArguments) -> TrainingArguments:
-    """Mixed precision from the script's `auto` setting."""
-    if not (args.bf16 or args.fp16) and precision(model_args.mixed_precision) != "no":
-        args = dataclasses.replace(args, **{precision(model_args.mixed_precision): True})
-    return args
+def build_args(model_args: ModelArguments, args: TrainingArguments) -> tuple[TrainingArguments, str]:
+    """Mixed precision from the script's `auto` setting, unless --bf16 or --fp16 says otherwise; and why."""
+    if args.bf16 or args.fp16:
+        return args, "set explicitly (--bf16 or --fp16)"
+    chosen, reason = choose(model_args.mixed_precision)
+    if chosen != "no":
+        # TrainingArguments refuses bf16 without a GPU unless told the run is on CPU
+        args = dataclasses.replace(args, **{chosen: True}, use_cpu=args.use_cpu or not torch.cuda.is_available())
+    return args, reason
 
 
 def main(argv=None) -> dict | None:
     model_args, data_args, args = parse([ModelArguments, DataArguments, TrainingArguments], argv)
-    args = one_gpu_per_process(build_args(model_args, args), "distilbert.train_trainer")
+    args, precision_reason = build_args(model_args, args)
+    args = one_gpu_per_process(args, "distilbert.train_trainer")
     logged_here = configure_trainer_tracking(args.report_to, args.output_dir)
     resume = find_trainer_checkpoint(args.resume_from_checkpoint, args.output_dir)
     start = time.perf_counter()
@@ -84,7 +90,7 @@ def main(argv=None) -> dict | None:
         model_parameters=parameter_count(trainer.model), test=test, validation=validation,
         best_step=best_step(trainer), global_step=trainer.state.global_step, manifest=manifest,
         split_sizes_used={k: len(v) for k, v in data.items()}, num_processes=args.world_size,
-        mixed_precision="bf16" if args.bf16 else "fp16" if args.fp16 else "no",
+        mixed_precision="bf16" if args.bf16 else "fp16" if args.fp16 else "no", precision_reason=precision_reason,
         train_samples_per_second=train_output.metrics["train_samples_per_second"],
         train_runtime=train_output.metrics["train_runtime"],
         train_step_samples_per_second=metrics_logger.samples_per_second,
@@ -94,8 +100,6 @@ def main(argv=None) -> dict | None:
 def split_metrics(trainer: Trainer, dataset, name: str) -> tuple[dict, dict]:
     """The full metrics (confusion matrix included) of the current model on one split, and each example's
     prediction and P(positive) in split order."""
-    import torch
-
     out = trainer.predict(dataset, metric_key_prefix=name)
     predictions = np.argmax(out.predictions, -1)
     metrics = {"loss": out.metrics[f"{name}_loss"], **classification_metrics(out.label_ids, predictions)}

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from common.config import RemoteCodeArguments, UserError, parse, run_main, setting
 from common.data import BalancedArguments, summary_line
 from common.metrics import classification_metrics, scalar_metrics
+from common.precision import dtype_record
 from common.predictions import write_predictions
 from common.tracking import RunLogger, TrackingArguments, run_folder_setting
 from mistral.data import balanced_splits
@@ -186,7 +187,7 @@ def main(argv=None) -> dict | None:
     results = {"script": "mistral.evaluate", "model": model_args.model_name_or_path, "adapter": args.adapter,
                "model_parameters": sum(p.numel() for p in model.parameters()),
                "split": args.split, args.split: metrics, "manifest": manifest,
-               "num_processes": state.num_processes}
+               "num_processes": state.num_processes, **dtype_record(model_args.dtype)}
     logger.finish(results)
     extra = f", {metrics['unparsed']} unparsed" if args.mode == "generate" else ""
     print(f"{args.split} accuracy {metrics['accuracy']:.4f} on {metrics['n']} "

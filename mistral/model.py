@@ -18,7 +18,8 @@ from mistral.prompts import set_padding
 class ModelArguments:
     model_name_or_path: str = setting("mistralai/Mistral-7B-Instruct-v0.2", "Hub id or local folder of the causal LM")
     load_in_4bit: bool = setting(True, "NF4 with double quantisation (QLoRA); false: plain LoRA in the dtype below")
-    dtype: str = setting("auto", "compute dtype: auto (bf16, else fp16 on a GPU; fp32 on CPU), bf16, fp16, fp32")
+    dtype: str = setting("auto", "compute dtype: auto (as mixed_precision in the DistilBERT scripts), bf16, "
+                                 "fp16, fp32")
     lora_r: int = setting(64, "LoRA rank")
     lora_alpha: int = setting(16, "LoRA scaling numerator (the update is scaled by alpha / r)")
     lora_dropout: float = setting(0.1, "dropout on the LoRA input")

@@ -36,7 +36,7 @@ from common.metrics import scalar_metrics
 from common.tracking import RunLogger, configure_trainer_tracking
 from mistral.evaluate import batch_size_setting, evaluate_reviews
 from mistral.learning_guard import LearningGuard
-from common.precision import compute_dtype
+from common.precision import compute_dtype, dtype_record
 from mistral.data import balanced_splits
 from mistral.model import ModelArguments, add_lora, load_base, load_tokenizer
 from mistral.prompts import PromptArguments, make_format
@@ -79,12 +79,14 @@ class EvalAccuracy(TrainerCallback):
 
 
 def configure(sft: SFTConfig, model_args: ModelArguments) -> SFTConfig:
-    """Precision from the compute dtype; paged optimizers need CUDA, so CPU runs fall back to plain AdamW."""
+    """Mixed precision from the compute dtype; paged optimizers need CUDA, so CPU runs fall back to plain AdamW."""
     dtype = compute_dtype(model_args.dtype)
     changes = {"bf16": dtype == torch.bfloat16, "fp16": dtype == torch.float16, "completion_only_loss": True}
     if not torch.cuda.is_available() and sft.optim.startswith("paged_"):
         print(f"no GPU: optim {sft.optim} -> adamw_torch")
         changes["optim"] = "adamw_torch"
+    if not torch.cuda.is_available() and changes["bf16"]:
+        changes["use_cpu"] = True  # TrainingArguments refuses bf16 without a GPU unless told the run is on CPU
     return dataclasses.replace(sft, **changes)
 
 
@@ -181,7 +183,7 @@ def main(argv=None) -> dict | None:
         "quantization": "nf4-double-quant" if model_args.load_in_4bit else None,
         "zero_shot": zero_shot, "tuned": tuned, "best_epoch": best["epoch"], "best_step": best["step"],
         "validation": best["validation"], "global_step": trainer.state.global_step, "manifest": manifest,
-        "num_processes": sft.world_size,
+        "num_processes": sft.world_size, **dtype_record(model_args.dtype),
         "train_samples_per_second": train_metrics["train_samples_per_second"],
         "train_step_samples_per_second": train_metrics["train_step_samples_per_second"],
         "wall_time_s": round(time.perf_counter() - start, 1),

@@ -24,10 +24,72 @@ def test_auto_precision_takes_bf16_only_where_the_gpu_computes_it(monkeypatch, n
     assert prec.compute_dtype("auto") == {"bf16": torch.bfloat16, "fp16": torch.float16}[expected]
 
 
-def test_cpu_and_explicit_settings(monkeypatch):
+def fake_cpu(monkeypatch, avx512_bf16: bool, amx: bool = False):
+    """No GPU, and a CPU whose bf16 instructions are as given (torch.cpu's private checks answer so)."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert prec.precision("auto") == "no" and prec.compute_dtype("auto") == torch.float32
-    assert prec.precision("fp16") == "fp16" and prec.compute_dtype("fp32") == torch.float32
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+
+
+@pytest.mark.parametrize("avx512_bf16, amx, expected", [(False, False, "no"), (True, False, "bf16"),
+                                                         (False, True, "bf16"), (True, True, "bf16")])
+def test_auto_precision_on_cpu_takes_bf16_only_where_the_cpu_computes_it(monkeypatch, avx512_bf16, amx, expected):
+    fake_cpu(monkeypatch, avx512_bf16, amx)
+    assert prec.precision("auto") == expected
+    assert prec.compute_dtype("auto") == {"bf16": torch.bfloat16, "no": torch.float32}[expected]
+
+
+def test_a_torch_without_the_cpu_checks_counts_as_no_bf16(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported", raising=False)
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
+    assert prec.precision("auto") == "no"
+
+
+def test_explicit_settings_win_over_a_bf16_cpu(monkeypatch):
+    fake_cpu(monkeypatch, avx512_bf16=True)
+    assert prec.precision("no") == "no" and prec.compute_dtype("fp32") == torch.float32
+    assert prec.precision("fp16") == "fp16"
+    assert prec.choose("no")[1] == "set explicitly"
+
+
+def test_the_choice_and_its_reason_are_printed_once(monkeypatch, capsys):
+    fake_cpu(monkeypatch, avx512_bf16=True)
+    monkeypatch.setattr(prec, "_announced", set())
+    for _ in range(3):
+        prec.compute_dtype("auto")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["precision: auto -> bf16 (CPU with native bf16 (AVX512-BF16 or AMX))"]
+    fake_cpu(monkeypatch, avx512_bf16=False)
+    prec.precision("auto")  # a different answer is news
+    assert capsys.readouterr().out.startswith("precision: auto -> fp32 (CPU without native bf16")
+
+
+@pytest.mark.parametrize("setting, bf16", [("auto", True), ("no", False)])
+def test_trainer_script_takes_bf16_on_a_bf16_cpu_unless_told_no(monkeypatch, tmp_path, setting, bf16):
+    from transformers import TrainingArguments
+
+    from distilbert import train_trainer
+
+    fake_cpu(monkeypatch, avx512_bf16=True)
+    args, reason = train_trainer.build_args(ModelArguments(mixed_precision=setting),
+                                            TrainingArguments(output_dir=str(tmp_path), report_to="none"))
+    assert (args.bf16, args.fp16) == (bf16, False)
+    assert args.use_cpu == bf16  # TrainingArguments takes bf16 without a GPU only on use_cpu
+    assert reason == ("CPU with native bf16 (AVX512-BF16 or AMX)" if bf16 else "set explicitly")
+
+
+@pytest.mark.parametrize("dtype, bf16", [("auto", True), ("fp32", False)])
+def test_sft_script_takes_bf16_on_a_bf16_cpu_unless_told_fp32(monkeypatch, tmp_path, dtype, bf16):
+    from trl import SFTConfig
+
+    from mistral.model import ModelArguments as MistralModelArguments
+    from mistral.train_sft import configure
+
+    fake_cpu(monkeypatch, avx512_bf16=True)
+    sft = configure(SFTConfig(output_dir=str(tmp_path), report_to="none", bf16=False),
+                    MistralModelArguments(dtype=dtype))
+    assert (sft.bf16, sft.fp16, sft.use_cpu) == (bf16, False, bf16)
 
 
 def test_trainer_script_and_loop_pick_the_same_precision(monkeypatch, tmp_path):
@@ -35,10 +97,10 @@ def test_trainer_script_and_loop_pick_the_same_precision(monkeypatch, tmp_path):
 
     from distilbert import train_loop, train_trainer
 
-    assert train_loop.precision is train_trainer.precision is prec.precision  # one home
+    assert train_loop.choose is train_trainer.choose is prec.choose  # one home
     fake_gpu(monkeypatch, native_bf16=False)
-    args = train_trainer.build_args(ModelArguments(),
-                                    TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True))
+    args, _ = train_trainer.build_args(ModelArguments(),
+                                       TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True))
     assert args.fp16 and not args.bf16
 
 
@@ -118,3 +180,62 @@ def test_the_filtered_notice_is_the_one_bitsandbytes_logs():
     source = Path(importlib.util.find_spec(common.BITSANDBYTES_CPU_LOGGER).origin).read_text()
     assert "logger = logging.getLogger(__name__)" in source
     assert f'"{common.KERNELS_NOTICE}: %s.' in source
+
+
+def spy_on_classifier(monkeypatch, module) -> list:
+    """The dtypes of the classification head's outputs in a run of `module`'s script."""
+    dtypes, load = [], module.load_model_and_tokenizer
+
+    def load_and_watch(*a, **k):
+        model, tokenizer = load(*a, **k)
+        model.classifier.register_forward_hook(lambda m, i, out: dtypes.append(out.dtype))
+        return model, tokenizer
+    monkeypatch.setattr(module, "load_model_and_tokenizer", load_and_watch)
+    return dtypes
+
+
+@pytest.mark.parametrize("script", ["loop", "trainer"])
+def test_distilbert_runs_on_a_bf16_cpu_compute_in_bf16_and_record_why(script, monkeypatch, tiny_distilbert,
+                                                                        tmp_path):
+    from distilbert import train_loop, train_trainer
+
+    module = {"loop": train_loop, "trainer": train_trainer}[script]
+    fake_cpu(monkeypatch, avx512_bf16=True)
+    dtypes = spy_on_classifier(monkeypatch, module)
+    extra = ["--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false"] \
+        if script == "trainer" else ["--eval_steps", "4", "--save_steps", "4"]
+    results = module.main(["--config", str(ROOT / f"configs/distilbert_{script}.yaml"), "--model_name_or_path",
+                           str(tiny_distilbert), "--data_dir", str(write_imdb(tmp_path / "imdb")), "--output_dir",
+                           str(tmp_path / "run"), "--cache_dir", str(tmp_path / "cache"), "--report_to", "none",
+                           "--max_steps", "4", "--max_train_samples", "32", "--max_eval_samples", "16",
+                           "--max_test_samples", "16", "--max_length", "32", *extra])
+    assert results["mixed_precision"] == "bf16"
+    assert results["precision_reason"] == "CPU with native bf16 (AVX512-BF16 or AMX)"
+    assert dtypes and set(dtypes) == {torch.bfloat16}  # training and evaluation both ran under bf16 autocast
+
+
+def test_sft_on_a_bf16_cpu_trains_every_adapter_matrix_in_bf16(monkeypatch, tmp_path):
+    """QLoRA with a bf16 compute dtype through bitsandbytes' CPU 4-bit path: the learning guard stops any run in
+    which an adapter matrix gets no gradient, so a finished run proves that all of them trained."""
+    from mistral import train_sft
+    from mistral.learning_guard import LearningGuard
+    from tests.tiny_models import CHAT_TEMPLATE, save_tiny_mistral
+
+    fake_cpu(monkeypatch, avx512_bf16=True)
+    checked = []
+    on_step = LearningGuard.on_pre_optimizer_step
+
+    def watched(self, args, state, control, model=None, **kwargs):
+        checked.append((args.bf16, sorted(self.silent or ())))
+        return on_step(self, args, state, control, model=model, **kwargs)
+    monkeypatch.setattr(LearningGuard, "on_pre_optimizer_step", watched)
+    model = save_tiny_mistral(tmp_path / "model", chat_template=CHAT_TEMPLATE)
+    results = train_sft.main(["--config", str(ROOT / "configs/mistral_sft.yaml"), "--model_name_or_path", str(model),
+                              "--data_dir", str(write_imdb(tmp_path / "imdb")), "--output_dir", str(tmp_path / "run"),
+                              "--report_to", "none", "--n_train", "16", "--n_eval", "8", "--n_test", "8",
+                              "--max_length", "96", "--lora_r", "8", "--learning_rate", "5e-3",
+                              "--num_train_epochs", "1", "--per_device_train_batch_size", "4",
+                              "--gradient_accumulation_steps", "1"])
+    assert results["compute_dtype"] == "bf16" and results["quantization"] == "nf4-double-quant"
+    assert results["precision_reason"] == "CPU with native bf16 (AVX512-BF16 or AMX)"
+    assert len(checked) >= LearningGuard.STEPS and all(bf16 for bf16, _ in checked)
