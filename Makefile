@@ -49,8 +49,8 @@ models:
 
 # Tests never touch the network: no Hub, W&B offline.
 # The real small-model track, for a machine without a GPU: the three experiments on real IMDB with real small models
-# from `make models` (MiniLM-L6 in both DistilBERT scripts, SmolLM2-135M-Instruct in the QLoRA script), about 40
-# minutes on 2 CPU cores. Each run folder under $(SMALL) gets its plots/; $(SMALL)/RESULTS.md lists the three.
+# from `make models` (MiniLM-L6 in both DistilBERT scripts, SmolLM2-135M-Instruct in the QLoRA script), 40 to 65
+# minutes on 2 CPU cores, by CPU. Each run folder under $(SMALL) gets its plots/; $(SMALL)/RESULTS.md lists the three.
 SMALL ?= runs/small
 SMALL_ENCODER = --model_name_or_path models/minilm-l6 --max_train_samples 2000 --max_eval_samples 400 \
 	--max_test_samples 2000 --max_length 256 --num_train_epochs 1 --learning_rate 1e-4 --warmup_steps 25 \
