@@ -23,21 +23,20 @@ from dataclasses import dataclass
 
 import torch
 
-from common.config import parse, run_main, setting
+from common.config import FiguresArguments, parse, run_main, setting
 from common.data import ImdbArguments, load_imdb
 from common.io import write_json
 from common.precision import native_bf16, native_bf16_cpu
 from common.tracking import run_info
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
-class BenchConfig(ImdbArguments):
+class BenchConfig(ImdbArguments, FiguresArguments):
     encoder: str = setting("models/minilm-l6", "the encoder of the loop step")
     causal_lm: str = setting("models/smollm2-135m-instruct", "the causal LM of the QLoRA step and of label scoring")
     steps: int = setting(3, "timed steps of each measurement in each precision, after one warm-up step")
-    output: str | None = setting(None, "also write the measurements as JSON here")
 
 
 def device() -> str:
@@ -75,25 +74,29 @@ def fixed_batch(tokenizer, reviews: list[str], length: int) -> dict:
     return batch.to(device())
 
 
+def training_step(model, batch: dict, dtype: str, lr: float):
+    """One forward, backward and AdamW step on a fixed batch (labels included), in `dtype`."""
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    model.train()
+
+    def step():
+        with autocast(dtype):
+            loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return step
+
+
 def loop_step(cfg: BenchConfig, reviews: list[str]) -> dict:
     from distilbert.model import load_model_and_tokenizer
 
     def make(dtype: str):
         torch.manual_seed(0)
         model, tokenizer = load_model_and_tokenizer(cfg.encoder)
-        model.to(device()).train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-        batch = fixed_batch(tokenizer, reviews[:16], 256)
-        labels = torch.arange(16, device=device()) % 2
-
-        def step():
-            with autocast(dtype):
-                loss = model(**batch, labels=labels).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        return step
-    return side_by_side({dtype: make(dtype) for dtype in DTYPES}, cfg.steps)
+        batch = {**fixed_batch(tokenizer, reviews[:16], 256), "labels": torch.arange(16, device=device()) % 2}
+        return training_step(model.to(device()), batch, dtype, lr=1e-5)
+    return side_by_side({dtype: make(dtype) for dtype in PRECISIONS}, cfg.steps)
 
 
 def qlora_step(cfg: BenchConfig, reviews: list[str]) -> dict:
@@ -106,18 +109,9 @@ def qlora_step(cfg: BenchConfig, reviews: list[str]) -> dict:
         model, tokenizer = load_base(cfg.causal_lm, load_in_4bit=True, dtype=dtype)
         model = add_lora(model, lora.lora_r, lora.lora_alpha, lora.lora_dropout, lora.lora_target_modules,
                          quantized=True, gradient_checkpointing=False)
-        model.train()
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4)
         batch = fixed_batch(tokenizer, reviews[:4], 320)
-
-        def step():
-            with autocast(dtype):
-                loss = model(**batch, labels=batch["input_ids"]).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        return step
-    return side_by_side({dtype: make(dtype) for dtype in DTYPES}, cfg.steps)
+        return training_step(model, {**batch, "labels": batch["input_ids"]}, dtype, lr=2e-4)
+    return side_by_side({dtype: make(dtype) for dtype in PRECISIONS}, cfg.steps)
 
 
 def label_scoring(cfg: BenchConfig, reviews: list[str]) -> dict:
@@ -130,7 +124,7 @@ def label_scoring(cfg: BenchConfig, reviews: list[str]) -> dict:
         model.eval()
         fmt = make_format(tokenizer, PromptArguments(), 320)
         return lambda: score_labels(model, fmt, reviews[:16], batch_size=8, desc=f"score ({dtype})")
-    return side_by_side({dtype: make(dtype) for dtype in DTYPES}, cfg.steps)
+    return side_by_side({dtype: make(dtype) for dtype in PRECISIONS}, cfg.steps)
 
 
 MEASUREMENTS = {"MiniLM-L6 loop step (16 x 256 tokens)": loop_step,
