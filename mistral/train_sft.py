@@ -120,6 +120,16 @@ def check_settings(data_args, model_args, prompt_args, sft):
     return splits, manifest, fmt, sft, find_trainer_checkpoint(sft.resume_from_checkpoint, sft.output_dir)
 
 
+def adapters_in_fp32(model) -> int:
+    """Undo TRL's cast of a quantised model's adapter weights to bf16 (SFTTrainer.__init__, after the QLoRA paper)
+    where the run does not compute in bf16: on a CPU without native bf16 every adapter matmul would then be emulated
+    (several times slower), and fp16 mixed precision keeps its trainable weights in fp32. Returns how many it cast."""
+    params = [p for p in model.parameters() if p.requires_grad and p.dtype == torch.bfloat16]
+    for param in params:
+        param.data = param.data.float()
+    return len(params)
+
+
 def fine_tune(model, fmt, splits, sft, script, logger, resume, out: Path):
     """LoRA SFT with eval accuracy after every evaluation; returns the trainer, the best epoch's record and the
     Trainer's train() metrics. The best adapter is in out/best_adapter on disk."""
@@ -131,6 +141,8 @@ def fine_tune(model, fmt, splits, sft, script, logger, resume, out: Path):
     trainer = SFTTrainer(model=model, args=sft, train_dataset=to_dataset(fmt, splits["train"]),
                          eval_dataset=to_dataset(fmt, val), processing_class=fmt.tokenizer, callbacks=callbacks)
     without_trainer_trackio(trainer)
+    if not sft.bf16:
+        adapters_in_fp32(trainer.model)
     accuracy.trainer = trainer
     metrics = trainer.train(resume_from_checkpoint=str(resume) if resume else None).metrics
     accuracy.trainer = None

@@ -149,6 +149,16 @@ def test_4bit_lora_trains_every_adapter_matrix_after_an_evaluation(tiny_mistral,
     assert changed == trainable  # every adapter matrix trained, and the 4-bit base stayed as it was
 
 
+def test_adapters_of_a_run_not_in_bf16_train_and_save_in_fp32(tiny_mistral, imdb_dir, tmp_path):
+    """TRL's SFTTrainer casts a 4-bit model's adapters to bf16; an fp32 run keeps them in fp32 (on a CPU without
+    native bf16 every adapter matmul in bf16 is emulated, several times slower)."""
+    from safetensors.torch import load_file
+
+    train_sft.main(sft_args(tiny_mistral, imdb_dir, tmp_path / "run", "--num_train_epochs", "1", "--dtype", "fp32"))
+    saved = load_file(tmp_path / "run" / "best_adapter" / "adapter_model.safetensors")
+    assert saved and {t.dtype for t in saved.values()} == {torch.float32}
+
+
 def test_run_that_cannot_learn_stops_without_results(tiny_mistral, imdb_dir, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(UserError, match="training is not learning: in the first 3 optimizer steps 4 of 8 trainable"):
