@@ -82,11 +82,12 @@ def configure(sft: SFTConfig, model_args: ModelArguments) -> SFTConfig:
     """Mixed precision from the compute dtype; paged optimizers need CUDA, so CPU runs fall back to plain AdamW."""
     dtype = compute_dtype(model_args.dtype)
     changes = {"bf16": dtype == torch.bfloat16, "fp16": dtype == torch.float16, "completion_only_loss": True}
-    if not torch.cuda.is_available() and sft.optim.startswith("paged_"):
-        print(f"no GPU: optim {sft.optim} -> adamw_torch")
-        changes["optim"] = "adamw_torch"
-    if not torch.cuda.is_available() and changes["bf16"]:
-        changes["use_cpu"] = True  # TrainingArguments refuses bf16 without a GPU unless told the run is on CPU
+    if not torch.cuda.is_available():
+        if sft.optim.startswith("paged_"):
+            print(f"no GPU: optim {sft.optim} -> adamw_torch")
+            changes["optim"] = "adamw_torch"
+        if changes["bf16"]:
+            changes["use_cpu"] = True  # TrainingArguments refuses bf16 without a GPU unless told the run is on CPU
     return dataclasses.replace(sft, **changes)
 
 
@@ -120,14 +121,13 @@ def check_settings(data_args, model_args, prompt_args, sft):
     return splits, manifest, fmt, sft, find_trainer_checkpoint(sft.resume_from_checkpoint, sft.output_dir)
 
 
-def adapters_in_fp32(model) -> int:
+def adapters_in_fp32(model) -> None:
     """Undo TRL's cast of a quantised model's adapter weights to bf16 (SFTTrainer.__init__, after the QLoRA paper)
     where the run does not compute in bf16: on a CPU without native bf16 every adapter matmul would then be emulated
-    (several times slower), and fp16 mixed precision keeps its trainable weights in fp32. Returns how many it cast."""
-    params = [p for p in model.parameters() if p.requires_grad and p.dtype == torch.bfloat16]
-    for param in params:
-        param.data = param.data.float()
-    return len(params)
+    (several times slower), and fp16 mixed precision keeps its trainable weights in fp32."""
+    for param in model.parameters():
+        if param.requires_grad and param.dtype == torch.bfloat16:
+            param.data = param.data.float()
 
 
 def fine_tune(model, fmt, splits, sft, script, logger, resume, out: Path):
