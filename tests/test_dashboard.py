@@ -120,7 +120,9 @@ def test_make_dashboard_lists_the_run_and_draws_its_loss_curve(tmp_path):
             elsewhere = []
             page.on("request", lambda r: None if r.url.startswith(("http://127.0.0.1", "data:", "blob:"))
                     else elsewhere.append(r.url))
-            page.goto(f"{url}?project={PROJECT}", wait_until="networkidle")
+            # not "networkidle": the dashboard polls its API every second, leaving gaps near the 500 ms that
+            # networkidle waits for, so it came some runs and not others
+            page.goto(f"{url}?project={PROJECT}", wait_until="load")
             page.get_by_text("browser-check").first.wait_for(timeout=30_000)
             plot = page.locator(".plot-container, .line-plot, [class*=plot]").filter(has_text="loss").first
             canvas = plot.locator("canvas").first
@@ -128,11 +130,15 @@ def test_make_dashboard_lists_the_run_and_draws_its_loss_curve(tmp_path):
             box = canvas.bounding_box()
             assert box and box["width"] > 100 and box["height"] > 50
             # the line itself: pixels of the run's colour on the canvas, not only the axes and the metric's name
-            drawn = canvas.evaluate("""c => {
+            # (polled: the page draws after its data arrives, which need not be before the canvas exists)
+            count = """c => {
                 const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
                 let n = 0;
                 for (let i = 0; i < d.length; i += 4) if (d[i] > 200 && d[i + 1] < 80 && d[i + 2] > 200) n++;
-                return n; }""")
+                return n; }"""
+            deadline = time.time() + 30
+            while (drawn := canvas.evaluate(count)) <= 50 and time.time() < deadline:
+                time.sleep(0.5)
             assert drawn > 50, f"no line drawn on the train/loss plot ({drawn} pixels of the run's colour)"
             browser.close()
         assert elsewhere == []

@@ -92,7 +92,9 @@ def test_make_seeds_runs_each_seed_on_one_split_and_resumes(tiny_distilbert, imd
     assert [c["seed"] for c in configs] == [1, 2] and configs[0]["split_seed"] == configs[1]["split_seed"] == 42
     a, b = (pd.read_parquet(out / f"seed_{s}/predictions.parquet") for s in (1, 2))
     assert a["text_sha256"].tolist() == b["text_sha256"].tolist()   # the same test reviews...
-    assert (a["score"] - b["score"]).abs().max() > 1e-3               # ...scored by differently seeded models
+    # ...scored by differently seeded models. How far apart depends on the CPU (seen: 5e-3 on one, 7e-4 on another);
+    # a seed left unused would give the same scores to the bit
+    assert (a["score"] - b["score"]).abs().max() > 1e-5
     again = make_seeds(tiny_distilbert, imdb_dir, out, tmp_path)      # an interrupted sweep resumes: nothing reruns
     assert again.returncode == 0 and again.stdout.count("done before") == 2, again.stdout[-2000:]
 
