@@ -91,13 +91,14 @@ seeds:
 			|| exit 1; fi; done
 	$(PY) -m analysis.seeds --folder $(SEEDS_OUT)
 
-# `make test` leaves out the slow tests that train real models (minutes each on 2 CPU cores): `make test-real` runs
-# those; CI runs both.
+# `make test` leaves out the slow tests that train real models, or train on all of real IMDB (a minute or more each on
+# 2 CPU cores): `make test-real` runs those; CI runs both.
+REAL_AND_SLOW = (real_model or real_data) and slow
 test:
-	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -m "not (real_model and slow)" $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -m "not ($(REAL_AND_SLOW))" $(PYTEST_ARGS)
 
 test-real:
-	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -m "real_model and slow" $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -m "$(REAL_AND_SLOW)" $(PYTEST_ARGS)
 
 # Mutation testing of the code behind the published numbers ([tool.mutmut] in pyproject.toml); not in CI (long).
 # Prints the share killed and writes it, with every survivor's name, to results/mutation/results.json (mutmut show

@@ -196,21 +196,21 @@ def test_export_same_as_direct(imdb_dir, tmp_path):
 
 
 @pytest.mark.real_data
-def test_real_imdb_split_sizes(real_imdb_dir):
-    splits, manifest = make_splits("random_70_10_20", seed=42, data_dir=real_imdb_dir)
+def test_real_imdb_split_sizes(real_imdb):
+    splits, manifest = make_splits("random_70_10_20", seed=42, raw=real_imdb)
     assert {k: len(v) for k, v in splits.items()} == {"train": 34704, "validation": 4959, "test": 9915}
     for df in splits.values():
         assert abs(positive_share(df) - 0.5) < 0.005
-    official, _ = make_splits("official", seed=42, data_dir=real_imdb_dir)
+    official, _ = make_splits("official", seed=42, raw=real_imdb)
     assert len(official["test"]) == 25000
     assert not texts(official["train"]) & texts(official["test"])
-    balanced, _ = make_splits("balanced", seed=42, data_dir=real_imdb_dir)
+    balanced, _ = make_splits("balanced", seed=42, raw=real_imdb)
     assert {k: len(v) for k, v in balanced.items()} == {"train": 900, "validation": 100, "test": 2500}
     assert all(df["label"].sum() * 2 == len(df) for df in balanced.values())
 
 
 @pytest.mark.real_data
-def test_committed_results_were_measured_on_the_splits_the_code_makes_today(real_imdb_dir):
+def test_committed_results_were_measured_on_the_splits_the_code_makes_today(real_imdb):
     """Each committed results.json records the sha256 of every split it used: today's code, on the real data, must
     make exactly those splits (a changed order of draws, say, would silently move the test set under the figures)."""
     import json
@@ -227,7 +227,7 @@ def test_committed_results_were_measured_on_the_splits_the_code_makes_today(real
         key = (manifest["protocol"], manifest["seed"], tuple(sizes.values()))
         if key in checked:
             continue
-        _, today = make_splits(manifest["protocol"], manifest["seed"], real_imdb_dir,
+        _, today = make_splits(manifest["protocol"], manifest["seed"], raw=real_imdb,
                                **(sizes if manifest["protocol"] == "balanced" else {}))
         assert {k: v["sha256"] for k, v in today["splits"].items()} == \
                {k: v["sha256"] for k, v in manifest["splits"].items()}, path
