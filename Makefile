@@ -16,7 +16,7 @@ REPORT_TO_ARG = $(if $(REPORT_TO),--report_to $(REPORT_TO))
 RUN_ARGS = $(DATA_ARG) $(OUT_ARG) $(REPORT_TO_ARG) $(ARGS)
 export HF_HUB_DISABLE_TELEMETRY = 1
 
-.PHONY: setup torch models small small-loop small-trainer small-sft seeds test test-real mutation gpu-wheels gpu-check compare baseline export-splits clean distilbert-loop bench-distilbert distilbert-trainer compare-distilbert mistral-sft mistral-eval bench-mistral bench-precision plots report demo dashboard
+.PHONY: setup torch models small small-loop small-trainer small-sft seeds test test-real mutation gpu-wheels gpu-check compare baseline export-splits clean distilbert-loop bench-distilbert distilbert-trainer compare-distilbert mistral-sft mistral-eval bench-mistral bench-precision bench-cpu plots report demo dashboard
 
 setup: $(PY) torch
 	$(PY) -m pip install -e ".[dev]"
@@ -162,6 +162,11 @@ bench-mistral:
 # fp32 against bf16 on this machine, for the small models of `make models`: one N.NNx ratio each (tools/bench_precision.py)
 bench-precision: models
 	$(PY) -m tools.bench_precision $(DATA_ARG) $(ARGS)
+
+# Threads, evaluation batch size, torch.compile and the tokenisation cache on this CPU, MiniLM-L6 on real reviews: one
+# N.NNx ratio per variant (tools/bench_cpu.py)
+bench-cpu: models
+	$(PY) -m tools.bench_cpu $(DATA_ARG) $(ARGS)
 
 # make compare A=runs/distilbert_loop B=runs/distilbert_trainer   (or A=runs/mistral_sft alone: zero-shot vs tuned)
 compare:

@@ -34,9 +34,11 @@ PRECISIONS = ("fp32", "bf16")
 
 @dataclass
 class BenchConfig(ImdbArguments, FiguresArguments):
+    """Settings of this benchmark and of tools/bench_cpu.py."""
     encoder: str = setting("models/minilm-l6", "the encoder of the loop step")
     causal_lm: str = setting("models/smollm2-135m-instruct", "the causal LM of the QLoRA step and of label scoring")
-    steps: int = setting(3, "timed steps of each measurement in each precision, after one warm-up step")
+    steps: int = setting(3, "timed steps of each variant of a measurement (a precision, a setting's value), in turn, "
+                            "after one warm-up step each")
 
 
 def device() -> str:
