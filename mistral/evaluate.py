@@ -47,14 +47,14 @@ def batch_size_setting():
 class ScoringArguments:
     """Settings of every command that scores reviews with a causal LM (this one and mistral.variant_mass)."""
     adapter: str | None = setting(None, "a LoRA adapter folder saved by mistral.train_sft (best_adapter/)")
+    batch_size: int = batch_size_setting()
+    max_length: int = setting(512, "prompt tokens at most; longer reviews are shortened, the answer cue kept")
 
 
 @dataclass
 class EvalArguments(ScoringArguments, TrackingArguments, RemoteCodeArguments):
     split: str = setting("test", "train, validation or test of the balanced protocol")
     mode: str = setting("score", "score (label scoring, batched) or generate (greedy generation, parsed)")
-    batch_size: int = batch_size_setting()
-    max_length: int = setting(512, "prompt tokens at most; longer reviews are shortened, the answer cue kept")
     max_new_tokens: int = setting(5, "tokens generated per review in generate mode")
     output_dir: str = run_folder_setting("runs/mistral_eval")
 

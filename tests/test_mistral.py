@@ -594,3 +594,19 @@ def test_a_review_is_cut_to_whatever_room_is_left_and_no_room_is_an_error(tiny_m
     with pytest.raises(UserError, match=rf"^max_length {bare + answer - 2} leaves no room for the review in the "
                                         r"prompt template$"):
         make_format(tokenizer, PROMPT, bare + answer - 2).prompt_ids(review)
+
+
+def test_variant_mass_whole_words_score_as_label_scoring_does(tiny_mistral, imdb_dir, tmp_path):
+    """mistral.variant_mass, end to end: its whole-word set is what label scoring sums, so its accuracy is
+    mistral.evaluate's on the same reviews; every candidate's share of the candidates' mass adds up to one."""
+    from mistral import variant_mass
+
+    common = ["--model_name_or_path", str(tiny_mistral), "--data_dir", str(imdb_dir), "--n_train", "24",
+              "--n_eval", "10", "--n_test", "12", "--max_length", "96", "--load_in_4bit", "false", "--dtype", "fp32"]
+    scored = ev.main(["--config", EVAL_CONFIG, *common, "--output_dir", str(tmp_path / "eval"), "--report_to", "none"])
+    found = variant_mass.main([*common, "--output_dir", str(tmp_path / "mass")])
+    assert found["scoring"]["whole_words"]["accuracy"] == scored["test"]["accuracy"]
+    assert found["scoring"]["whole_words"]["n"] == 12
+    assert sum(m["share_of_candidate_mass"] for m in found["mass"]) == pytest.approx(1.0)
+    assert set(found["scoring"]["trained_token"]["tokens"]) <= set(found["scoring"]["whole_words"]["tokens"])
+    assert json.loads((tmp_path / "mass" / "results.json").read_text())["scoring"] == found["scoring"]
