@@ -50,6 +50,14 @@ def dtype_record(setting: str = "auto") -> dict:
     return {"compute_dtype": "fp32" if chosen == "no" else chosen, "precision_reason": reason}
 
 
+def trainer_fields(chosen: str) -> dict:
+    """TrainingArguments' fields for a chosen precision ("bf16", "fp16" or "no")."""
+    fields = {"bf16": chosen == "bf16", "fp16": chosen == "fp16"}
+    if chosen == "bf16" and not torch.cuda.is_available():
+        fields["use_cpu"] = True  # TrainingArguments refuses bf16 without a GPU unless told the run is on CPU
+    return fields
+
+
 def compute_dtype(setting: str = "auto") -> torch.dtype:
     """The torch dtype of a precision setting (auto, bf16, fp16, fp32 or no)."""
     return DTYPES[precision(setting)]

@@ -27,7 +27,7 @@ from common.data import make_splits, summary_line
 from common.distributed import one_gpu_per_process
 from common.predictions import write_predictions
 from common.metrics import classification_metrics, compute_metrics
-from common.precision import choose
+from common.precision import choose, trainer_fields
 from common.tracking import RunLogger, configure_trainer_tracking
 from distilbert.data import Collator, DataArguments, limit_splits, tokenize_splits
 from distilbert.model import ModelArguments, fit_max_length, load_model_and_tokenizer, parameter_count
@@ -39,10 +39,7 @@ def build_args(model_args: ModelArguments, args: TrainingArguments) -> tuple[Tra
     if args.bf16 or args.fp16:
         return args, "set explicitly (--bf16 or --fp16)"
     chosen, reason = choose(model_args.mixed_precision)
-    if chosen != "no":
-        # TrainingArguments refuses bf16 without a GPU unless told the run is on CPU
-        args = dataclasses.replace(args, **{chosen: True}, use_cpu=args.use_cpu or not torch.cuda.is_available())
-    return args, reason
+    return dataclasses.replace(args, **trainer_fields(chosen)), reason
 
 
 def main(argv=None) -> dict | None:

@@ -36,7 +36,7 @@ from common.metrics import scalar_metrics
 from common.tracking import RunLogger, configure_trainer_tracking
 from mistral.evaluate import batch_size_setting, evaluate_reviews
 from mistral.learning_guard import LearningGuard
-from common.precision import compute_dtype, dtype_record
+from common.precision import dtype_record, precision, trainer_fields
 from mistral.data import balanced_splits
 from mistral.model import ModelArguments, add_lora, load_base, load_tokenizer
 from mistral.prompts import PromptArguments, make_format
@@ -80,14 +80,10 @@ class EvalAccuracy(TrainerCallback):
 
 def configure(sft: SFTConfig, model_args: ModelArguments) -> SFTConfig:
     """Mixed precision from the compute dtype; paged optimizers need CUDA, so CPU runs fall back to plain AdamW."""
-    dtype = compute_dtype(model_args.dtype)
-    changes = {"bf16": dtype == torch.bfloat16, "fp16": dtype == torch.float16, "completion_only_loss": True}
-    if not torch.cuda.is_available():
-        if sft.optim.startswith("paged_"):
-            print(f"no GPU: optim {sft.optim} -> adamw_torch")
-            changes["optim"] = "adamw_torch"
-        if changes["bf16"]:
-            changes["use_cpu"] = True  # TrainingArguments refuses bf16 without a GPU unless told the run is on CPU
+    changes = {**trainer_fields(precision(model_args.dtype)), "completion_only_loss": True}
+    if not torch.cuda.is_available() and sft.optim.startswith("paged_"):
+        print(f"no GPU: optim {sft.optim} -> adamw_torch")
+        changes["optim"] = "adamw_torch"
     return dataclasses.replace(sft, **changes)
 
 
