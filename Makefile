@@ -163,8 +163,8 @@ bench-mistral:
 bench-precision: models
 	$(PY) -m tools.bench_precision $(DATA_ARG) $(ARGS)
 
-# Threads, evaluation batch size, torch.compile and the tokenisation cache on this CPU, MiniLM-L6 on real reviews: one
-# N.NNx ratio per variant (tools/bench_cpu.py)
+# Threads, evaluation batch sizes, torch.compile and the tokenisation cache on this CPU, with MiniLM-L6 and SmolLM2 on
+# real reviews: one N.NNx ratio per variant (tools/bench_cpu.py)
 bench-cpu: models
 	$(PY) -m tools.bench_cpu $(DATA_ARG) $(ARGS)
 

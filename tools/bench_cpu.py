@@ -32,7 +32,7 @@ from common.data import make_splits
 from common.io import write_json
 from common.tracking import run_info
 from distilbert.data import limit_splits
-from tools.bench_precision import BenchConfig, fixed_batch, side_by_side, training_step
+from tools.bench_precision import BenchConfig, encoder_step, qlora_model, side_by_side
 
 EVAL_BATCH_SIZES = (16, 32, 64, 128)
 SFT_EVAL_BATCH_SIZES = (1, 4, 8)
@@ -41,12 +41,7 @@ SMALL_SPLITS = {"train": 2000, "validation": 400, "test": 2000}  # the Makefile'
 
 
 def loop_step(encoder: str, reviews: list[str], compiled: bool = False):
-    from distilbert.model import load_model_and_tokenizer
-
-    torch.manual_seed(0)
-    model, tokenizer = load_model_and_tokenizer(encoder)
-    batch = {**fixed_batch(tokenizer, reviews[:8], 256), "labels": torch.arange(8) % 2}
-    return training_step(torch.compile(model) if compiled else model, batch, "fp32", lr=1e-5)
+    return encoder_step(encoder, reviews[:8], "fp32", compiled)
 
 
 def with_threads(n: int, step):
@@ -83,19 +78,9 @@ def eval_batch_size(cfg: BenchConfig, splits: dict) -> dict:
     return {"reference": "batch 64", "seconds": seconds}
 
 
-def qlora_model(cfg: BenchConfig):
-    from mistral.model import ModelArguments, add_lora, load_base
-
-    lora = ModelArguments()
-    torch.manual_seed(0)
-    model, tokenizer = load_base(cfg.causal_lm, load_in_4bit=True, dtype="fp32")
-    model = add_lora(model, lora.lora_r, lora.lora_alpha, lora.lora_dropout, lora.lora_target_modules,
-                     quantized=True, gradient_checkpointing=False)
-    return model.eval(), tokenizer
-
-
 def sft_eval_batch_size(cfg: BenchConfig, splits: dict) -> dict:
-    model, tokenizer = qlora_model(cfg)
+    model, tokenizer = qlora_model(cfg.causal_lm, "fp32")
+    model.eval()
     reviews = splits["validation"]["text"].tolist()[:8]
 
     def eval_loss(batch_size: int):
@@ -112,7 +97,8 @@ def scoring_batch_size(cfg: BenchConfig, splits: dict) -> dict:
     from mistral.evaluate import score_labels
     from mistral.prompts import PromptArguments, make_format
 
-    model, tokenizer = qlora_model(cfg)
+    model, tokenizer = qlora_model(cfg.causal_lm, "fp32")
+    model.eval()
     fmt, reviews = make_format(tokenizer, PromptArguments(), 256), splits["test"]["text"].tolist()[:16]
     seconds = side_by_side({f"batch {b}": lambda b=b: score_labels(model, fmt, reviews, batch_size=b, desc="score")
                             for b in SCORING_BATCH_SIZES}, cfg.steps)

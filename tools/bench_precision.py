@@ -90,27 +90,36 @@ def training_step(model, batch: dict, dtype: str, lr: float):
     return step
 
 
-def loop_step(cfg: BenchConfig, reviews: list[str]) -> dict:
+def encoder_step(encoder: str, reviews: list[str], dtype: str, compiled: bool = False):
+    """A loop training step of the encoder with a fresh classification head, on the reviews cut to 256 tokens."""
     from distilbert.model import load_model_and_tokenizer
 
-    def make(dtype: str):
-        torch.manual_seed(0)
-        model, tokenizer = load_model_and_tokenizer(cfg.encoder)
-        batch = {**fixed_batch(tokenizer, reviews[:16], 256), "labels": torch.arange(16, device=device()) % 2}
-        return training_step(model.to(device()), batch, dtype, lr=1e-5)
-    return side_by_side({dtype: make(dtype) for dtype in PRECISIONS}, cfg.steps)
+    torch.manual_seed(0)
+    model, tokenizer = load_model_and_tokenizer(encoder)
+    model = model.to(device())
+    batch = {**fixed_batch(tokenizer, reviews, 256), "labels": torch.arange(len(reviews), device=device()) % 2}
+    return training_step(torch.compile(model) if compiled else model, batch, dtype, lr=1e-5)
 
 
-def qlora_step(cfg: BenchConfig, reviews: list[str]) -> dict:
+def qlora_model(causal_lm: str, dtype: str):
+    """The causal LM in 4-bit NF4 with the recipe's LoRA adapters (mistral.model's defaults), and its tokenizer."""
     from mistral.model import ModelArguments, add_lora, load_base
 
     lora = ModelArguments()
+    torch.manual_seed(0)
+    model, tokenizer = load_base(causal_lm, load_in_4bit=True, dtype=dtype)
+    model = add_lora(model, lora.lora_r, lora.lora_alpha, lora.lora_dropout, lora.lora_target_modules,
+                     quantized=True, gradient_checkpointing=False)
+    return model, tokenizer
 
+
+def loop_step(cfg: BenchConfig, reviews: list[str]) -> dict:
+    return side_by_side({dtype: encoder_step(cfg.encoder, reviews[:16], dtype) for dtype in PRECISIONS}, cfg.steps)
+
+
+def qlora_step(cfg: BenchConfig, reviews: list[str]) -> dict:
     def make(dtype: str):
-        torch.manual_seed(0)
-        model, tokenizer = load_base(cfg.causal_lm, load_in_4bit=True, dtype=dtype)
-        model = add_lora(model, lora.lora_r, lora.lora_alpha, lora.lora_dropout, lora.lora_target_modules,
-                         quantized=True, gradient_checkpointing=False)
+        model, tokenizer = qlora_model(cfg.causal_lm, dtype)
         batch = fixed_batch(tokenizer, reviews[:4], 320)
         return training_step(model, {**batch, "labels": batch["input_ids"]}, dtype, lr=2e-4)
     return side_by_side({dtype: make(dtype) for dtype in PRECISIONS}, cfg.steps)
