@@ -99,6 +99,19 @@ def git_commit() -> str | None:
         return None
 
 
+def peak_memory() -> dict:
+    """This process's peak memory so far, in MiB: resident set size (the kernel's high-water mark, which covers
+    tokenisation and data as well as tensors) and, on a GPU, the most memory torch's allocator has held."""
+    import resource
+
+    import torch
+
+    peak = {"peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}  # Linux: KiB
+    if torch.cuda.is_available():
+        peak["peak_gpu_allocated_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return peak
+
+
 def run_info() -> dict:
     """Where and with what a run was made: recorded in every results.json."""
     import torch
@@ -110,6 +123,7 @@ def run_info() -> dict:
         "torch": torch.__version__,
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        **peak_memory(),
     }
     try:
         import transformers

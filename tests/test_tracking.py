@@ -25,7 +25,7 @@ def check_files(folder):
     assert rows == [{"step": 1, "train/loss": 0.7, "train/learning_rate": 0.1}, {"step": 2, "eval/accuracy": 0.5}]
     results = json.loads((folder / "results.json").read_text())
     assert results["test"]["accuracy"] == 0.9
-    assert {"date", "git_commit", "torch", "device"} <= set(results["run_info"])
+    assert {"date", "git_commit", "torch", "device", "peak_rss_mib"} <= set(results["run_info"])
     for path in folder.rglob("*"):
         if path.is_file() and path.suffix in (".json", ".jsonl", ".yaml", ".txt", ".log"):
             assert "secret-value" not in path.read_text(errors="ignore"), path
@@ -96,3 +96,21 @@ def test_resume_keeps_metrics_up_to_the_checkpoint(tmp_path):
     second.finish()
     rows = read_metrics(tmp_path / "metrics.jsonl")
     assert [(r["step"], r["train/loss"]) for r in rows] == [(1, 1.0), (2, 1.0), (3, 0.5)]
+
+
+def test_peak_memory_keeps_the_high_water_mark_in_mib_after_memory_is_freed():
+    # in a fresh process, so that nothing this test session allocated before sets the mark
+    import subprocess
+    import sys
+
+    code = (
+        "from common.tracking import peak_memory\n"
+        "peak_before = peak_memory()['peak_rss_mib']\n"
+        "now = int(open('/proc/self/status').read().split('VmRSS:')[1].split()[0]) / 1024\n"  # kB
+        "block = b'x' * (512 * 2**20)\n"  # written, so every page is resident
+        "del block\n"
+        "print(now, peak_before, peak_memory()['peak_rss_mib'])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    now, peak_before, peak_after = map(float, out.stdout.split())
+    assert peak_after >= now + 500  # the freed 512 MiB still counts (less a few pages the kernel let go meanwhile)
+    assert peak_after < max(now, peak_before) + 600  # MiB, not KiB or bytes
