@@ -168,9 +168,9 @@ bench-precision: models
 bench-cpu: models
 	$(PY) -m tools.bench_cpu $(DATA_ARG) $(ARGS)
 
-# make compare A=runs/distilbert_loop B=runs/distilbert_trainer   (or A=runs/mistral_sft alone: zero-shot vs tuned)
+# make compare A=runs/distilbert_loop B=runs/distilbert_trainer [OUT=comparison.json]   (or A=runs/mistral_sft alone)
 compare:
-	$(PY) -m analysis.compare --runs $(A)$(if $(B),$(comma)$(B))
+	$(PY) -m analysis.compare --runs $(A)$(if $(B),$(comma)$(B)) $(if $(OUT),--out $(OUT))
 
 # make plots RUN=runs/distilbert_loop [TO=images/distilbert/]
 plots:

@@ -1,7 +1,7 @@
 """Two classifiers on the same test reviews: each accuracy with its 95% interval, the difference with its 95%
 interval, and McNemar's exact test of whether the difference is more than chance.
 
-    make compare A=runs/distilbert_loop B=runs/distilbert_trainer
+    make compare A=runs/distilbert_loop B=runs/distilbert_trainer [OUT=comparison.json]
     python -m analysis.compare --runs runs/distilbert_loop,runs/distilbert_trainer
     python -m analysis.compare --runs runs/mistral_sft      # one Mistral run: zero-shot against tuned
 
@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from common.config import UserError, parse, run_main, setting
+from common.io import write_json
 from common.predictions import prediction_files
 from common.stats import mcnemar_exact, wilson_interval
 
@@ -81,6 +82,7 @@ def describe(r: dict) -> str:
 @dataclass
 class CompareArguments:
     runs: list[str] = setting([], "two run folders, or one Mistral SFT run (zero-shot against tuned), comma-separated")
+    out: str | None = setting(None, "also write the comparison to this JSON file (e.g. to commit under results/)")
 
 
 def main(argv=None) -> dict:
@@ -97,6 +99,8 @@ def main(argv=None) -> dict:
     (name_a, path_a), (name_b, path_b) = found
     result = compare(name_a, pd.read_parquet(path_a), name_b, pd.read_parquet(path_b))
     print(describe(result))
+    if args.out:
+        write_json(args.out, result)
     return result
 
 

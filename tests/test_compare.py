@@ -25,7 +25,9 @@ def test_two_runs_compared_example_by_example(tmp_path, capsys):
         b[i] = 1 - b[i]
     b_ok_a_wrong = [10]                   # and one right where A is wrong
     a[10] = 1 - a[10]
-    result = compare(["--runs", f"{fake_run(tmp_path / 'a', labels, a)},{fake_run(tmp_path / 'b', labels, b)}"])
+    result = compare(["--runs", f"{fake_run(tmp_path / 'a', labels, a)},{fake_run(tmp_path / 'b', labels, b)}",
+                      "--out", str(tmp_path / "comparison.json")])
+    assert json.loads((tmp_path / "comparison.json").read_text()) == result  # what it printed, to commit
     assert (result["a_only_correct"], result["b_only_correct"]) == (10, len(b_ok_a_wrong))
     assert result["p_value"] == pytest.approx(2 * 12 / 2**11)  # exact: 2 * P(X <= 1), X ~ Bin(11, 1/2)
     assert result["difference"] == pytest.approx(0.99 - 0.90)
