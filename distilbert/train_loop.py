@@ -36,7 +36,7 @@ from common.io import atomic_folder, find_checkpoint, numbered, staging_folder, 
 from common.predictions import write_predictions
 from common.metrics import classification_metrics, scalar_metrics
 from common.precision import choose
-from common.tracking import RunLogger, TrackingArguments
+from common.tracking import RunLogger, TrackingArguments, peak_memory
 from distilbert.data import (Collator, DataArguments, LengthGroupedBatches, RandomBatches, limit_splits,
                              sorted_batches, tokenize_splits)
 from distilbert.model import ModelArguments, fit_max_length, load_model_and_tokenizer, parameter_count
@@ -219,7 +219,7 @@ def validate(cfg, accelerator, model, tokenizer, validation, collate, logger, st
                   {"step": state["global_step"], "validation": metrics})
 
 
-def train(cfg, accelerator, model, tokenizer, data, collate, logger, resume: Path | None) -> dict:
+def train(cfg, accelerator, model, tokenizer, data, collate, logger, resume: Path | None, start: float) -> dict:
     out = Path(cfg.output_dir)
     batches = train_batches(cfg, data["train"]["length"])
     # The loader gets its own generator: by default each epoch's iterator draws a seed from the global RNG,
@@ -240,6 +240,9 @@ def train(cfg, accelerator, model, tokenizer, data, collate, logger, resume: Pat
     if resume:
         state = load_checkpoint(resume, accelerator)
         accelerator.print(f"resumed from {resume} at step {state['global_step']}")
+    # what the processes before this one spent up to its checkpoint, so that a run cut into segments still reports
+    # its whole wall time and peak memory
+    earlier_s, earlier_peak = state.get("wall_time_s", 0.0), state.get("peak_rss_mib", 0.0)
 
     model.train()
     bar = tqdm(total=total_steps, initial=state["global_step"], desc="train", disable=not accelerator.is_main_process)
@@ -279,6 +282,8 @@ def train(cfg, accelerator, model, tokenizer, data, collate, logger, resume: Pat
             if (cfg.eval_steps and step % cfg.eval_steps == 0) or last_of_epoch or step == total_steps:
                 validate(cfg, accelerator, model, tokenizer, data["validation"], collate, logger, state)
             if step % cfg.save_steps == 0 or step == total_steps:
+                state.update(wall_time_s=round(earlier_s + time.perf_counter() - start, 1),
+                             peak_rss_mib=max(earlier_peak, peak_memory()["peak_rss_mib"]))
                 save_checkpoint(out / "checkpoints" / f"step-{step:07d}", accelerator, model, tokenizer, state)
                 if accelerator.is_main_process:
                     prune_checkpoints(out / "checkpoints", cfg.save_total_limit)
@@ -320,7 +325,7 @@ def main(argv=None) -> dict | None:
             accelerator.print(summary_line(name, {**manifest["splits"][name], "size": len(df)}))
         logger = RunLogger(cfg.output_dir, to_dict(cfg), cfg.report_to, cfg.run_name, resumed.get("global_step"))
     train_start = time.perf_counter()
-    state = train(cfg, accelerator, model, tokenizer, data, collate, logger, resume)
+    state = train(cfg, accelerator, model, tokenizer, data, collate, logger, resume, start)
     train_runtime = time.perf_counter() - train_start
 
     best = Path(cfg.output_dir) / "best_model"
@@ -344,7 +349,11 @@ def main(argv=None) -> dict | None:
         train_runtime=train_runtime,
         train_step_samples_per_second=state["train_samples"] / max(state["train_time_s"], 1e-9),
         wall_time_s=round(time.perf_counter() - start, 1),
-        extra={"skipped_steps": state["skipped_steps"]}))  # fp16 steps the GradScaler skipped; 0 otherwise
+        # skipped_steps: fp16 steps the GradScaler skipped (0 otherwise). earlier_segments: a resumed run's processes
+        # before this one, up to the checkpoint it resumed from (what they did after it was done again here)
+        extra={"skipped_steps": state["skipped_steps"],
+               **({"earlier_segments": {"to_step": resumed["global_step"], "wall_time_s": resumed.get("wall_time_s"),
+                                        "peak_rss_mib": resumed.get("peak_rss_mib")}} if resumed else {})}))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 import json
+import time
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ from safetensors.torch import load_file
 
 import distilbert.train_loop as loop
 from common.config import UserError
+from common.tracking import peak_memory
 from distilbert.data import Collator, LengthGroupedBatches, RandomBatches
 from tests.conftest import ROOT, run_on_synthetic
 
@@ -93,14 +95,21 @@ def test_resume_matches_uninterrupted(device, precision, tiny_distilbert, imdb_d
             raise KeyboardInterrupt  # mid-way through epoch 2
 
     monkeypatch.setattr(loop, "save_checkpoint", interrupt_after_step_24)
+    cut_start = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
         loop.main(args(tiny_distilbert, imdb_dir, tmp_path / "cut", tmp_path, *common))
+    cut_s = time.perf_counter() - cut_start
     monkeypatch.setattr(loop, "save_checkpoint", original)
     assert not (tmp_path / "cut" / "results.json").exists()
     resumed = loop.main(args(tiny_distilbert, imdb_dir, tmp_path / "cut", tmp_path, *common,
                              "--resume_from_checkpoint", "latest"))
 
     assert resumed["global_step"] == full["global_step"] == 32
+    # the cut process's share of the wall time and memory, up to the checkpoint the resumed one started from
+    earlier = resumed["earlier_segments"]
+    assert earlier["to_step"] == 24 and 0 < earlier["wall_time_s"] <= cut_s + 0.1
+    assert 0 < earlier["peak_rss_mib"] <= peak_memory()["peak_rss_mib"]
+    assert "earlier_segments" not in full
     # throughput counts what each process trained: 2 epochs x 256 reviews in one, steps 25-32 x 16 in the other
     assert full["train_samples_per_second"] * full["train_runtime"] == pytest.approx(512, rel=1e-3)
     assert resumed["train_samples_per_second"] * resumed["train_runtime"] == pytest.approx(8 * 16, rel=1e-3)
