@@ -25,7 +25,7 @@ from common.config import FiguresArguments, parse, run_main, setting
 from common.data import ImdbArguments, make_splits
 from common.io import write_json
 from fixtures.random_models import save_random_distilbert, wordpiece_tokenizer
-from distilbert.data import LengthArguments, LengthGroupedBatches, RandomBatches
+from distilbert.data import LengthArguments, padding_record
 
 SIZES = {  # DistilBERT-base is dim 768, 6 layers, 12 heads, FFN 3072
     "full": dict(dim=768, n_layers=6, n_heads=12, hidden_dim=3072),
@@ -52,11 +52,6 @@ def build_model_folder(cfg: BenchConfig, texts, folder: Path) -> Path:
 
     tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer) if cfg.tokenizer else wordpiece_tokenizer(texts)
     return save_random_distilbert(folder, tokenizer, cfg.seed, min_vocab=30522, **SIZES[cfg.size])
-
-
-def padded_tokens(batches, lengths) -> float:
-    """Mean tokens per review once each batch is padded to its longest review."""
-    return sum(len(b) * int(lengths[b].max()) for b in batches) / len(lengths)
 
 
 def run_mode(cfg: BenchConfig, model: Path, tmp: Path, batching: str, max_steps: int | None = None) -> dict:
@@ -125,16 +120,10 @@ def main(argv=None) -> dict:
         cache = next((tmp / "cache").glob("train-*"))
         lengths = np.asarray(load_from_disk(str(cache))["length"])
     full_train = len(splits["train"])
-    padded = {  # tokens each batching feeds the model per review, padding included (first epoch's batches)
-        "length_grouped": padded_tokens(LengthGroupedBatches(lengths, cfg.per_device_train_batch_size, cfg.seed),
-                                        lengths),
-        "random": padded_tokens(RandomBatches(lengths, cfg.per_device_train_batch_size, cfg.seed), lengths),
-        "pad_to_max_length": float(cfg.max_length),
-    }
+    padding = padding_record(lengths, cfg.per_device_train_batch_size, cfg.seed, cfg.max_length)
+    padded = padding["padded_tokens_per_review"]
     report = {
-        "size": cfg.size, "n_samples": cfg.n_samples, "batch_size": cfg.per_device_train_batch_size,
-        "mean_tokens": float(lengths.mean()), "share_truncated": float((lengths >= cfg.max_length).mean()),
-        "padded_tokens_per_review": padded,
+        "size": cfg.size, "n_samples": cfg.n_samples, "batch_size": cfg.per_device_train_batch_size, **padding,
         "samples_per_second": rates,
         "speedup_vs_pad_to_max_length": rates["length_grouped"] / rates["pad_to_max_length"],
         "speedup_random_vs_pad_to_max_length": rates["random"] / rates["pad_to_max_length"],

@@ -37,8 +37,8 @@ from common.predictions import write_predictions
 from common.metrics import classification_metrics, scalar_metrics
 from common.precision import choose
 from common.tracking import RunLogger, TrackingArguments, peak_memory
-from distilbert.data import (Collator, DataArguments, LengthGroupedBatches, RandomBatches, limit_splits,
-                             sorted_batches, tokenize_splits)
+from distilbert.data import (Collator, DataArguments, LengthGroupedBatches, RandomBatches, cache_paths,
+                             limit_splits, padding_record, sorted_batches, tokenize_splits)
 from distilbert.model import ModelArguments, fit_max_length, load_model_and_tokenizer, parameter_count
 from distilbert.results import RunRecord, finish_run
 
@@ -313,8 +313,16 @@ def main(argv=None) -> dict | None:
     splits, manifest = make_splits(cfg.protocol, cfg.split_seed, cfg.data_dir)
     splits = limit_splits(splits, {"train": cfg.max_train_samples, "validation": cfg.max_eval_samples,
                                    "test": cfg.max_test_samples})
+    from_cache = cfg.cache_dir is not None and all(
+        p.is_dir() for p in cache_paths(splits, tokenizer, cfg.max_length, cfg.cache_dir).values())
+    tokenize_start = time.perf_counter()
     with accelerator.main_process_first():  # one process tokenises and fills the cache, the others read it
         data = tokenize_splits(splits, tokenizer, cfg.max_length, cfg.cache_dir)
+    # what the data costs before training starts, and what length-grouped batching saves on these reviews
+    data_record = {"tokenize_s": round(time.perf_counter() - tokenize_start, 1), "from_cache": from_cache,
+                   "peak_rss_mib_after_tokenize": peak_memory()["peak_rss_mib"],
+                   "train": padding_record(data["train"]["length"], cfg.per_device_train_batch_size, cfg.seed,
+                                           cfg.max_length)}
     pad_to = cfg.max_length if cfg.batching == "pad_to_max_length" else None
     collate = Collator(tokenizer.pad_token_id, pad_to)
 
@@ -349,9 +357,10 @@ def main(argv=None) -> dict | None:
         train_runtime=train_runtime,
         train_step_samples_per_second=state["train_samples"] / max(state["train_time_s"], 1e-9),
         wall_time_s=round(time.perf_counter() - start, 1),
-        # skipped_steps: fp16 steps the GradScaler skipped (0 otherwise). earlier_segments: a resumed run's processes
+        # skipped_steps: fp16 steps the GradScaler skipped (0 otherwise). data: this process's tokenisation (or cache
+        # read) and the training reviews' padding. earlier_segments: a resumed run's processes
         # before this one, up to the checkpoint it resumed from (what they did after it was done again here)
-        extra={"skipped_steps": state["skipped_steps"],
+        extra={"skipped_steps": state["skipped_steps"], "data": data_record,
                **({"earlier_segments": {"to_step": resumed["global_step"], "wall_time_s": resumed.get("wall_time_s"),
                                         "peak_rss_mib": resumed.get("peak_rss_mib")}} if resumed else {})}))
 

@@ -110,6 +110,8 @@ def test_resume_matches_uninterrupted(device, precision, tiny_distilbert, imdb_d
     assert earlier["to_step"] == 24 and 0 < earlier["wall_time_s"] <= cut_s + 0.1
     assert 0 < earlier["peak_rss_mib"] <= peak_memory()["peak_rss_mib"]
     assert "earlier_segments" not in full
+    # the first run tokenised the splits, the later ones read them from the cache it filled
+    assert full["data"]["from_cache"] is False and resumed["data"]["from_cache"] is True
     # throughput counts what each process trained: 2 epochs x 256 reviews in one, steps 25-32 x 16 in the other
     assert full["train_samples_per_second"] * full["train_runtime"] == pytest.approx(512, rel=1e-3)
     assert resumed["train_samples_per_second"] * resumed["train_runtime"] == pytest.approx(8 * 16, rel=1e-3)
@@ -238,6 +240,17 @@ def test_tokenised_splits_are_cached(tiny_distilbert, imdb_dir, tmp_path, monkey
     assert max(second["train"]["length"]) <= 64
     with pytest.raises(AssertionError, match="tokenised again"):  # another max_length is another cache entry
         ddata.tokenize_splits(splits, tokenizer, 32, tmp_path / "cache")
+
+
+def test_padding_record_counts_tokens_fed_per_review_under_each_batching():
+    from distilbert.data import padding_record
+
+    record = padding_record([1, 2, 3, 4], batch_size=2, seed=0, max_length=4)
+    assert record["mean_tokens"] == 2.5 and record["share_truncated"] == 0.25
+    padded = record["padded_tokens_per_review"]
+    # one group, sorted by length: batches [4, 3] and [2, 1] are padded to 4 and 2 tokens: (2 x 4 + 2 x 2) / 4
+    assert padded["length_grouped"] == 3.0 and padded["pad_to_max_length"] == 4.0
+    assert padded["random"] in (3.0, 3.5)  # pairs {4,3}{2,1}: 3.0; {4,2}{3,1} and {4,1}{3,2}: (2 x 4 + 2 x 3) / 4
 
 
 def test_predict_reads_a_parquet_column(trained_run, tmp_path):
