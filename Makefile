@@ -16,7 +16,7 @@ REPORT_TO_ARG = $(if $(REPORT_TO),--report_to $(REPORT_TO))
 RUN_ARGS = $(DATA_ARG) $(OUT_ARG) $(REPORT_TO_ARG) $(ARGS)
 export HF_HUB_DISABLE_TELEMETRY = 1
 
-.PHONY: setup torch models small small-loop small-trainer small-sft seeds test test-real mutation gpu-wheels gpu-check compare baseline export-splits clean distilbert-loop bench-distilbert distilbert-trainer compare-distilbert mistral-sft mistral-eval bench-mistral bench-precision bench-cpu plots report demo dashboard
+.PHONY: setup torch models small small-loop small-trainer small-sft seeds test test-real mutation gpu-wheels gpu-check compare baseline export-splits clean distilbert-loop bench-distilbert distilbert-trainer compare-distilbert mistral-sft mistral-eval bench-mistral bench-precision bench-cpu bench-allocator plots report demo dashboard
 
 setup: $(PY) torch
 	$(PY) -m pip install -e ".[dev]"
@@ -167,6 +167,10 @@ bench-precision: models
 # real reviews: one N.NNx ratio per variant (tools/bench_cpu.py)
 bench-cpu: models
 	$(PY) -m tools.bench_cpu $(DATA_ARG) $(ARGS)
+
+# glibc's malloc against jemalloc and tcmalloc (preloaded) in 40 steps of the loop on this CPU (tools/bench_allocator.py)
+bench-allocator: models
+	$(PY) -m tools.bench_allocator --steps 40 $(DATA_ARG) $(ARGS)
 
 # make compare A=runs/distilbert_loop B=runs/distilbert_trainer [OUT=comparison.json]   (or A=runs/mistral_sft alone)
 compare:

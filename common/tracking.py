@@ -112,6 +112,16 @@ def peak_memory() -> dict:
     return peak
 
 
+def malloc_in_use() -> str | None:
+    """The C allocator this process runs on: jemalloc or tcmalloc when one is loaded (LD_PRELOAD), else the C
+    library's own (glibc); None where /proc/self/maps is not there to say (not Linux)."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return None
+    return next((name for name in ("jemalloc", "tcmalloc") if f"lib{name}" in maps), "glibc")
+
+
 def run_info() -> dict:
     """Where and with what a run was made: recorded in every results.json."""
     import torch
@@ -124,6 +134,7 @@ def run_info() -> dict:
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         **peak_memory(),
+        "malloc": malloc_in_use(),  # the allocator sets CPU speed and memory too (tools/bench_allocator.py)
     }
     try:
         import transformers

@@ -62,7 +62,8 @@ def test_results_are_committed_with_what_made_them():
         results = json.loads(path.read_text())
         assert results["run_info"]["git_commit"], path
         # a score of the code, and timings on fixed batches: not a model's accuracy on a split
-        if results.get("script") not in ("tools.mutation_report", "tools.bench_precision", "tools.bench_cpu"):
+        if results.get("script") not in ("tools.mutation_report", "tools.bench_precision", "tools.bench_cpu",
+                                         "tools.bench_allocator"):
             assert results["manifest"]["splits"]["test"]["sha256"], path
 
 
