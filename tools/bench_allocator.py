@@ -43,8 +43,8 @@ def loop_args(cfg: BenchConfig, out: Path, cache: Path) -> list[str]:
             "--cache_dir", str(cache), "--report_to", "none", "--mixed_precision", "no", "--max_length", str(LENGTH),
             "--per_device_train_batch_size", str(BATCH), "--max_train_samples", str(BATCH * (1 + cfg.steps)),
             "--max_eval_samples", "32", "--max_test_samples", "32", "--max_steps", str(1 + cfg.steps),
-            "--logging_steps", "1", "--save_steps", str(1 + cfg.steps), *(["--data_dir", cfg.data_dir] if cfg.data_dir
-                                                                       else [])]
+            "--logging_steps", "1", "--save_steps", str(1 + cfg.steps),
+            *(["--data_dir", cfg.data_dir] if cfg.data_dir else [])]
 
 
 def run_loop(args: list[str], library: str | None) -> dict:
