@@ -36,7 +36,7 @@ from common.io import atomic_folder, find_checkpoint, numbered, staging_folder, 
 from common.predictions import write_predictions
 from common.metrics import classification_metrics, scalar_metrics
 from common.precision import choose
-from common.tracking import RunLogger, TrackingArguments, peak_memory
+from common.tracking import RunLogger, TrackingArguments, git_commit, peak_memory
 from distilbert.data import (Collator, DataArguments, LengthGroupedBatches, RandomBatches, cache_paths,
                              limit_splits, padding_record, sorted_batches, tokenize_splits)
 from distilbert.model import ModelArguments, fit_max_length, load_model_and_tokenizer, parameter_count
@@ -241,8 +241,10 @@ def train(cfg, accelerator, model, tokenizer, data, collate, logger, resume: Pat
         state = load_checkpoint(resume, accelerator)
         accelerator.print(f"resumed from {resume} at step {state['global_step']}")
     # what the processes before this one spent up to its checkpoint, so that a run cut into segments still reports
-    # its whole wall time and peak memory
+    # its whole wall time and peak memory, and the code each segment ran
     earlier_s, earlier_peak = state.get("wall_time_s", 0.0), state.get("peak_rss_mib", 0.0)
+    commits, here = [*state.get("git_commits", [])], git_commit()
+    commits += [] if commits[-1:] == [here] else [here]
 
     model.train()
     bar = tqdm(total=total_steps, initial=state["global_step"], desc="train", disable=not accelerator.is_main_process)
@@ -283,7 +285,7 @@ def train(cfg, accelerator, model, tokenizer, data, collate, logger, resume: Pat
                 validate(cfg, accelerator, model, tokenizer, data["validation"], collate, logger, state)
             if step % cfg.save_steps == 0 or step == total_steps:
                 state.update(wall_time_s=round(earlier_s + time.perf_counter() - start, 1),
-                             peak_rss_mib=max(earlier_peak, peak_memory()["peak_rss_mib"]))
+                             peak_rss_mib=max(earlier_peak, peak_memory()["peak_rss_mib"]), git_commits=commits)
                 save_checkpoint(out / "checkpoints" / f"step-{step:07d}", accelerator, model, tokenizer, state)
                 if accelerator.is_main_process:
                     prune_checkpoints(out / "checkpoints", cfg.save_total_limit)
@@ -362,7 +364,8 @@ def main(argv=None) -> dict | None:
         # before this one, up to the checkpoint it resumed from (what they did after it was done again here)
         extra={"skipped_steps": state["skipped_steps"], "data": data_record,
                **({"earlier_segments": {"to_step": resumed["global_step"], "wall_time_s": resumed.get("wall_time_s"),
-                                        "peak_rss_mib": resumed.get("peak_rss_mib")}} if resumed else {})}))
+                                        "peak_rss_mib": resumed.get("peak_rss_mib"),
+                                        "git_commits": resumed.get("git_commits")}} if resumed else {})}))
 
 
 if __name__ == "__main__":

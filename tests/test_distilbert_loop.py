@@ -1,4 +1,5 @@
 import json
+import subprocess
 import time
 
 import numpy as np
@@ -8,7 +9,7 @@ from safetensors.torch import load_file
 
 import distilbert.train_loop as loop
 from common.config import UserError
-from common.tracking import peak_memory
+from common.tracking import git_commit, peak_memory
 from distilbert.data import Collator, LengthGroupedBatches, RandomBatches
 from tests.conftest import ROOT, run_on_synthetic
 
@@ -95,11 +96,13 @@ def test_resume_matches_uninterrupted(device, precision, tiny_distilbert, imdb_d
             raise KeyboardInterrupt  # mid-way through epoch 2
 
     monkeypatch.setattr(loop, "save_checkpoint", interrupt_after_step_24)
+    monkeypatch.setattr(loop, "git_commit", lambda: "commit-of-the-cut-process")
     cut_start = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
         loop.main(args(tiny_distilbert, imdb_dir, tmp_path / "cut", tmp_path, *common))
     cut_s = time.perf_counter() - cut_start
     monkeypatch.setattr(loop, "save_checkpoint", original)
+    monkeypatch.setattr(loop, "git_commit", git_commit)
     assert not (tmp_path / "cut" / "results.json").exists()
     resumed = loop.main(args(tiny_distilbert, imdb_dir, tmp_path / "cut", tmp_path, *common,
                              "--resume_from_checkpoint", "latest"))
@@ -109,6 +112,11 @@ def test_resume_matches_uninterrupted(device, precision, tiny_distilbert, imdb_d
     earlier = resumed["earlier_segments"]
     assert earlier["to_step"] == 24 and 0 < earlier["wall_time_s"] <= cut_s + 0.1
     assert 0 < earlier["peak_rss_mib"] <= peak_memory()["peak_rss_mib"]
+    # the code each segment ran: the cut process's, then this checkout's, as git itself names it
+    assert earlier["git_commits"] == ["commit-of-the-cut-process"]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    last = json.loads((tmp_path / "cut" / "checkpoints" / "step-0000032" / "state.json").read_text())
+    assert last["git_commits"] == ["commit-of-the-cut-process", head.stdout.strip() if head.returncode == 0 else None]
     assert "earlier_segments" not in full
     # the first run tokenised the splits, the later ones read them from the cache it filled
     assert full["data"]["from_cache"] is False and resumed["data"]["from_cache"] is True
