@@ -70,6 +70,11 @@ def rows_of(folder: Path, results: dict) -> list[list[str]]:
     sizes = results.get("split_sizes_used") or {k: v["size"] for k, v in manifest.get("splits", {}).items()}
     info = results.get("run_info", {})
     rate = results.get("train_samples_per_second")
+    wall = f"{results['wall_time_s']:.0f} s" if "wall_time_s" in results else "-"
+    earlier = results.get("earlier_segments") or {}
+    if "wall_time_s" in results and earlier.get("wall_time_s") is not None:
+        # a run cut into processes: its whole wall time; its throughput is the last process's alone
+        wall = f"{results['wall_time_s'] + earlier['wall_time_s']:.0f} s, resumed at step {earlier['to_step']}"
     rows = []
     for label, m in evaluations(results):
         rows.append([f"`{folder}`" + (f" ({label})" if label else ""), results.get("script", "?"),
@@ -78,8 +83,8 @@ def rows_of(folder: Path, results: dict) -> list[list[str]]:
                      with_interval(m, "accuracy", pct),
                      with_interval(m, "f1", lambda v: f"{v:.4f}"),
                      pct(m.get("accuracy_negative")), pct(m.get("accuracy_positive")),
-                     f"{results['wall_time_s']:.0f} s" if "wall_time_s" in results else "-",
-                     f"{rate:.1f}" if rate else "-", info.get("date", "?")[:10], (info.get("git_commit") or "?")[:8]])
+                     wall, f"{rate:.1f}" + (f" (steps {earlier['to_step'] + 1}–)" if earlier else "") if rate else "-",
+                     info.get("date", "?")[:10], (info.get("git_commit") or "?")[:8]])
     return rows
 
 

@@ -124,6 +124,16 @@ def test_report_shows_the_intervals_a_run_recorded(tmp_path):
     assert f"90.00% ({100 * lo:.2f}–{100 * hi:.2f}%)" in report
 
 
+def test_report_gives_a_resumed_run_its_whole_wall_time(tmp_path):
+    results = {**results_of(), "earlier_segments": {"to_step": 20, "wall_time_s": 300.0, "peak_rss_mib": 900.0}}
+    write_run(tmp_path / "runs" / "a", metrics_rows(), results)
+    write_run(tmp_path / "runs" / "b", metrics_rows(), results_of())
+    report = build_report(tmp_path / "runs")
+    # 300 s before the cut and 120 s after; the throughput is the resumed process's alone
+    assert "| 420 s, resumed at step 20 | 300.0 (steps 21–) |" in report
+    assert "| 120 s | 300.0 |" in report
+
+
 def predictions_run(folder, words, labels, preds, scores, name="predictions.parquet", script="distilbert.train_loop"):
     """A run folder with results.json and predictions whose reviews have the given lengths in words."""
     from common.predictions import write_predictions
