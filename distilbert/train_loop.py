@@ -243,9 +243,9 @@ def train(cfg, accelerator, model, tokenizer, data, collate, logger, resume: Pat
     # what the processes before this one spent up to its checkpoint, so that a run cut into segments still reports
     # its whole wall time and peak memory, and the code each segment ran
     earlier_s, earlier_peak = state.get("wall_time_s", 0.0), state.get("peak_rss_mib", 0.0)
-    commits = [*state.get("git_commits", [])]
-    if commits[-1:] != [git_commit()]:
-        commits.append(git_commit())
+    commits, here = [*state.get("git_commits", [])], git_commit()
+    if commits[-1:] != [here]:
+        commits.append(here)
 
     model.train()
     bar = tqdm(total=total_steps, initial=state["global_step"], desc="train", disable=not accelerator.is_main_process)
