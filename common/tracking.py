@@ -17,15 +17,11 @@ Any tracker failure is reported and the run goes on with local files only. `repo
 """
 from __future__ import annotations
 
-import datetime as _dt
 import importlib.util
 import json
 import netrc
 import os
-import platform
 import re
-import subprocess
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +30,8 @@ from urllib.parse import urlparse
 import yaml
 
 from common.config import ConfigError, setting
-from common.io import atomic_write, to_json, write_json
+from common.environment import run_info
+from common.io import atomic_write, follow_umask, to_json, write_json
 
 TRACKERS = ("wandb", "trackio")
 PROJECT = "imdb-finetune"
@@ -88,61 +85,6 @@ def redact(config: dict) -> dict:
     """Drop anything that looks like a credential before a config is written or sent anywhere. Credentials are
     strings: a number or a switch with such a name (average_tokens_across_devices) is a setting, and kept."""
     return {k: ("<redacted>" if _SECRET.search(k) and isinstance(v, str) and v else v) for k, v in config.items()}
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], capture_output=True, text=True,
-                             timeout=5, cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def peak_memory() -> dict:
-    """This process's peak memory so far, in MiB: resident set size (the kernel's high-water mark, which covers
-    tokenisation and data as well as tensors) and, on a GPU, the most memory torch's allocator has held."""
-    import resource
-
-    import torch
-
-    peak = {"peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}  # Linux: KiB
-    if torch.cuda.is_available():
-        peak["peak_gpu_allocated_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    return peak
-
-
-def malloc_in_use() -> str | None:
-    """The C allocator this process runs on: jemalloc or tcmalloc when one is loaded (LD_PRELOAD), else the C
-    library's own (glibc); None where /proc/self/maps is not there to say (not Linux)."""
-    try:
-        maps = Path("/proc/self/maps").read_text()
-    except OSError:
-        return None
-    return next((name for name in ("jemalloc", "tcmalloc") if f"lib{name}" in maps), "glibc")
-
-
-def run_info() -> dict:
-    """Where and with what a run was made: recorded in every results.json."""
-    import torch
-
-    info = {
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": git_commit(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        **peak_memory(),
-        "malloc": malloc_in_use(),  # the allocator sets CPU speed and memory too (tools/bench_allocator.py)
-    }
-    try:
-        import transformers
-
-        info["transformers"] = transformers.__version__
-    except ImportError:
-        pass
-    return info
 
 
 def configure_trainer_tracking(report_to, output_dir) -> str:
@@ -226,6 +168,7 @@ class RunLogger:
         if results is not None:
             results = {**results, "run_info": run_info()}
             write_json(self.output_dir / "results.json", results)
+        follow_umask(self.output_dir)  # what libraries wrote into the run folder too (weights, adapters)
         self._metrics.close()
         if self.wandb is not None:
             try:

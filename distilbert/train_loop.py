@@ -19,6 +19,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -35,8 +36,9 @@ from common.data import make_splits, summary_line
 from common.io import atomic_folder, find_checkpoint, numbered, staging_folder, swap_in, write_json
 from common.predictions import write_predictions
 from common.metrics import classification_metrics, scalar_metrics
-from common.precision import choose
-from common.tracking import RunLogger, TrackingArguments, git_commit, peak_memory
+from common.precision import accelerate_mixed_precision, choose
+from common.environment import git_commit, peak_memory
+from common.tracking import RunLogger, TrackingArguments
 from distilbert.data import (Collator, DataArguments, LengthGroupedBatches, RandomBatches, cache_paths,
                              limit_splits, padding_record, sorted_batches, tokenize_splits)
 from distilbert.model import ModelArguments, fit_max_length, load_model_and_tokenizer, parameter_count
@@ -46,25 +48,26 @@ from distilbert.results import RunRecord, finish_run
 @dataclass
 class LoopConfig(ModelArguments, DataArguments, TrackingArguments):
     output_dir: str = setting("runs/distilbert_loop", "the run folder: config, metrics, checkpoints, results")
-    seed: int = setting(42, "seed of the model's new head, the batch order and dropout")
-    num_train_epochs: int = setting(3, "passes over the training reviews")
-    max_steps: int | None = setting(None, "stop after this many optimizer steps (overrides num_train_epochs)")
-    per_device_train_batch_size: int = setting(16, "reviews per training batch on each device")
-    per_device_eval_batch_size: int = setting(64, "reviews per evaluation batch on each device")
-    gradient_accumulation_steps: int = setting(1, "batches whose gradients add up to one optimizer step")
-    learning_rate: float = setting(5e-5, "AdamW's peak learning rate (linear warm-up, then linear decay to 0)")
-    weight_decay: float = setting(0.01, "AdamW weight decay (not on biases and LayerNorm weights)")
-    warmup_steps: int = setting(500, "optimizer steps of linear warm-up")
-    max_grad_norm: float = setting(1.0, "gradient clipping norm")
-    batching: str = setting("length_grouped", "length_grouped, random, or pad_to_max_length (the original run)")
-    logging_steps: int = setting(50, "log training metrics every N optimizer steps")
-    eval_steps: int | None = setting(None, "also evaluate every N steps (always at each epoch's end)")
-    save_steps: int = setting(500, "save a checkpoint every N optimizer steps (and at the end)")
+    seed: int = setting(42, "seed of the model's new head, the batch order and dropout", at_least=0)
+    num_train_epochs: int = setting(3, "passes over the training reviews", at_least=1)
+    max_steps: int | None = setting(None, "stop after this many optimizer steps (overrides num_train_epochs)",
+                                   at_least=1)
+    per_device_train_batch_size: int = setting(16, "reviews per training batch on each device", at_least=1)
+    per_device_eval_batch_size: int = setting(64, "reviews per evaluation batch on each device", at_least=1)
+    gradient_accumulation_steps: int = setting(1, "batches whose gradients add up to one optimizer step",
+                                               at_least=1)
+    learning_rate: float = setting(5e-5, "AdamW's peak learning rate (linear warm-up, then linear decay to 0)",
+                                  above=0)
+    weight_decay: float = setting(0.01, "AdamW weight decay (not on biases and LayerNorm weights)", at_least=0)
+    warmup_steps: int = setting(500, "optimizer steps of linear warm-up", at_least=0)
+    max_grad_norm: float = setting(1.0, "gradient clipping norm", above=0)
+    batching: Literal["length_grouped", "random", "pad_to_max_length"] = setting(
+        "length_grouped", "length_grouped, random, or pad_to_max_length (the original run)")
+    logging_steps: int = setting(50, "log training metrics every N optimizer steps", at_least=1)
+    eval_steps: int | None = setting(None, "also evaluate every N steps (always at each epoch's end)", at_least=1)
+    save_steps: int = setting(500, "save a checkpoint every N optimizer steps (and at the end)", at_least=1)
     save_total_limit: int | None = setting(2, "step checkpoints kept (best_model/ is separate); none, 0 or less: all")
     resume_from_checkpoint: str | None = setting(None, "a checkpoint folder, or latest (the newest in output_dir)")
-
-
-BATCHING = ("length_grouped", "random", "pad_to_max_length")
 
 
 class TrainingError(UserError):
@@ -297,18 +300,19 @@ def train(cfg, accelerator, model, tokenizer, data, collate, logger, resume: Pat
     return state
 
 
+SETTINGS = (LoopConfig,)
+
+
 def main(argv=None) -> dict | None:
-    (cfg,) = parse([LoopConfig], argv)
-    if cfg.batching not in BATCHING:
-        raise UserError(f"batching: expected one of {', '.join(BATCHING)}, got {cfg.batching!r}")
+    (cfg,) = parse(SETTINGS, argv)
     start = time.perf_counter()
     # cpu=True where there is no accelerator: it is what lets Accelerate form a multi-process CPU (gloo) group
     on_cpu = not (torch.cuda.is_available() or torch.backends.mps.is_available())
     # Accelerate keeps the first run's precision for the whole process and refuses another; a second run in the same
     # process (the benchmarks, the tests) starts afresh, as HF's TrainingArguments does. The process group stays.
     AcceleratorState._reset_state()
-    mixed_precision, precision_reason = choose(cfg.mixed_precision)
-    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=on_cpu)
+    chosen_precision, precision_reason = choose(cfg.precision)
+    accelerator = Accelerator(mixed_precision=accelerate_mixed_precision(chosen_precision), cpu=on_cpu)
     set_seed(cfg.seed)
     resume = find_checkpoint(cfg.resume_from_checkpoint, Path(cfg.output_dir) / "checkpoints", "step", "state.json")
     model, tokenizer = load_model_and_tokenizer(cfg.model_name_or_path, cfg.trust_remote_code)
@@ -355,7 +359,7 @@ def main(argv=None) -> dict | None:
         test=test, validation=json.loads((best / "best.json").read_text())["validation"],
         best_step=state["best_step"], global_step=state["global_step"], manifest=manifest,
         split_sizes_used={k: len(v) for k, v in data.items()}, num_processes=accelerator.num_processes,
-        mixed_precision=accelerator.mixed_precision, precision_reason=precision_reason,
+        precision=chosen_precision, precision_reason=precision_reason,
         train_samples_per_second=trained_here / train_runtime,
         train_runtime=train_runtime,
         train_step_samples_per_second=state["train_samples"] / max(state["train_time_s"], 1e-9),

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 import distilbert.train_loop as loop
 from common.config import UserError
-from common.tracking import git_commit, peak_memory
+from common.environment import git_commit, peak_memory
 from distilbert.data import Collator, LengthGroupedBatches, RandomBatches
 from tests.conftest import ROOT, run_on_synthetic
 
@@ -75,11 +75,11 @@ class LossScaledAccelerator(loop.Accelerator):
 
 
 @pytest.mark.parametrize("device, precision", [
-    ("cpu", "no"), ("cpu", "fp16"),
+    ("cpu", "fp32"), ("cpu", "fp16"),
     pytest.param("cuda", "bf16", marks=pytest.mark.gpu), pytest.param("cuda", "fp16", marks=pytest.mark.gpu)])
 def test_resume_matches_uninterrupted(device, precision, tiny_distilbert, imdb_dir, tmp_path, monkeypatch, request):
     common = ["--num_train_epochs", "2", "--max_train_samples", "256", "--save_total_limit", "5",
-              "--mixed_precision", precision]
+              "--precision", precision]
     if device == "cpu":
         monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
         if precision == "fp16":
@@ -130,7 +130,7 @@ def test_resume_matches_uninterrupted(device, precision, tiny_distilbert, imdb_d
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
     steps = [r["step"] for r in read_jsonl(tmp_path / "cut" / "metrics.jsonl") if "train/loss" in r]
     assert steps == sorted(set(steps)), "metrics.jsonl repeats steps after resuming"
-    assert resumed["mixed_precision"] == precision
+    assert resumed["precision"] == precision
     assert resumed["skipped_steps"] == full["skipped_steps"]
     if (device, precision) == ("cpu", "fp16"):  # the resumed run kept the loss scale, so it skipped the same updates
         assert 0 < resumed["skipped_steps"] < 32
@@ -193,7 +193,7 @@ def test_predict_on_saved_model(trained_run, tmp_path, capsys):
 
 @pytest.mark.parametrize("extra, match", [
     (["--model_name_or_path", "/no/such/model"], "model folder not found: /no/such/model"),
-    (["--max_train_samples", "0"], "the train split is empty after max_train_samples=0"),
+    (["--max_train_samples", "0"], "max_train_samples: expected a number >= 1, got 0"),
     (["--batching", "sorted"], "batching: expected one of"),
     (["--learning_rat", "1"], "unknown key"),
 ])

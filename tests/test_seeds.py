@@ -109,3 +109,12 @@ def test_report_shows_the_spread_over_seeds(tmp_path):
     assert "## Over seeds" in report
     row = next(line for line in report.splitlines() if line.startswith(f"| `{tmp_path / 'runs' / 'sweep'}`"))
     assert "3 (seed)" in row and "82.00 ± 2.00%" in row and "80.00, 82.00, 84.00" in row and "same in every" in row
+
+
+@pytest.mark.parametrize("target", ["small", "mistral-eval", "report"])
+def test_make_seeds_refuses_a_target_that_is_not_one_run_with_a_seed(target, tmp_path):
+    out = subprocess.run(["make", "seeds", f"TARGET={target}", f"OUT={tmp_path}"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 2 and not any(tmp_path.iterdir())
+    assert out.stdout.startswith(f"make seeds: TARGET={target} is not one run with a seed; expected one of: ")
+    assert out.stdout.count("\n") == 1

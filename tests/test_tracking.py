@@ -104,7 +104,7 @@ def test_peak_memory_keeps_the_high_water_mark_in_mib_after_memory_is_freed():
     import sys
 
     code = (
-        "from common.tracking import peak_memory\n"
+        "from common.environment import peak_memory\n"
         "peak_before = peak_memory()['peak_rss_mib']\n"
         "now = int(open('/proc/self/status').read().split('VmRSS:')[1].split()[0]) / 1024\n"  # kB
         "block = b'x' * (512 * 2**20)\n"  # written, so every page is resident

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from common.config import UserError, parse, run_main
 from common.io import write_json
-from common.tracking import run_info
+from common.environment import run_info
 from tools.bench_precision import BenchConfig
 
 ALLOCATORS = {"glibc": None, "jemalloc": "jemalloc", "tcmalloc": "tcmalloc_minimal"}  # name: library to preload
@@ -40,7 +40,7 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "distilbert_loop.yaml
 
 def loop_args(cfg: BenchConfig, out: Path, cache: Path) -> list[str]:
     return ["--config", str(CONFIG), "--model_name_or_path", cfg.encoder, "--output_dir", str(out),
-            "--cache_dir", str(cache), "--report_to", "none", "--mixed_precision", "no", "--max_length", str(LENGTH),
+            "--cache_dir", str(cache), "--report_to", "none", "--precision", "fp32", "--max_length", str(LENGTH),
             "--per_device_train_batch_size", str(BATCH), "--max_train_samples", str(BATCH * (1 + cfg.steps)),
             "--max_eval_samples", "32", "--max_test_samples", "32", "--max_steps", str(1 + cfg.steps),
             "--logging_steps", "1", "--save_steps", str(1 + cfg.steps),
@@ -80,8 +80,11 @@ def measure(cfg: BenchConfig) -> dict:
     return {"found": found, "missing": missing}
 
 
+SETTINGS = (BenchConfig,)
+
+
 def main(argv=None) -> dict:
-    (cfg,) = parse([BenchConfig], argv)
+    (cfg,) = parse(SETTINGS, argv)
     measured = measure(cfg)
     found, reference = measured["found"], measured["found"]["glibc"]["median_step_s"]
     report = {"script": "tools.bench_allocator", "cores": os.cpu_count(), "steps": cfg.steps, "batch": BATCH,

@@ -9,8 +9,8 @@ variant.
   against fewer threads;
 - evaluation batch sizes: distilbert.train_loop's evaluation of 128 reviews (length-sorted batches) at each batch
   size, against the configs' 64; the SFT script's evaluation loss (SmolLM2-135M in 4-bit NF4 with LoRA, 8 reviews
-  of up to 256 tokens padded to the batch's longest, as the Trainer's evaluation does) against the recipe's batch of
-  1; SmolLM2 label scoring of 16 reviews (mistral.evaluate, the SFT script's eval_batch_size) against its 8;
+  of up to 256 tokens padded to the batch's longest, as the Trainer's evaluation does) against a batch of 1;
+  SmolLM2 label scoring of 16 reviews (mistral.evaluate; the SFT script's per_device_eval_batch_size) against its 8;
 - torch.compile: the loop step compiled (inductor) against eager, once compiled; the compilation's own seconds are
   reported beside it (every new batch shape costs another);
 - the tokenisation cache: distilbert.data.tokenize_splits on `make small`'s three splits (2,000 / 400 / 2,000
@@ -30,7 +30,7 @@ import torch
 from common.config import parse, run_main
 from common.data import make_splits
 from common.io import write_json
-from common.tracking import run_info
+from common.environment import run_info
 from distilbert.data import limit_splits
 from tools.bench_precision import BenchConfig, encoder_step, qlora_model, side_by_side
 
@@ -137,8 +137,11 @@ MEASUREMENTS = {"threads (MiniLM loop step, 8 x 256 tokens)": threads,
                 "tokenisation cache (make small's 4,400 reviews)": tokenisation_cache}
 
 
+SETTINGS = (BenchConfig,)
+
+
 def main(argv=None) -> dict:
-    (cfg,) = parse([BenchConfig], argv)
+    (cfg,) = parse(SETTINGS, argv)
     splits = limit_splits(make_splits("random_70_10_20", 42, data_dir=cfg.data_dir)[0], SMALL_SPLITS)
     print(f"cpu: {os.cpu_count()} cores, torch uses {torch.get_num_threads()} threads")
     report = {"script": "tools.bench_cpu", "cores": os.cpu_count(), "threads": torch.get_num_threads(),

@@ -27,7 +27,7 @@ from common.config import FiguresArguments, parse, run_main, setting
 from common.data import ImdbArguments, load_imdb
 from common.io import write_json
 from common.precision import native_bf16, native_bf16_cpu
-from common.tracking import run_info
+from common.environment import run_info
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -38,7 +38,7 @@ class BenchConfig(ImdbArguments, FiguresArguments):
     encoder: str = setting("models/minilm-l6", "the encoder of the loop step")
     causal_lm: str = setting("models/smollm2-135m-instruct", "the causal LM of the QLoRA step and of label scoring")
     steps: int = setting(3, "timed steps of each variant of a measurement (a precision, a setting's value), in turn, "
-                            "after one warm-up step each")
+                            "after one warm-up step each", at_least=1)
 
 
 def device() -> str:
@@ -107,7 +107,7 @@ def qlora_model(causal_lm: str, dtype: str):
 
     lora = ModelArguments()
     torch.manual_seed(0)
-    model, tokenizer = load_base(causal_lm, load_in_4bit=True, dtype=dtype)
+    model, tokenizer = load_base(causal_lm, load_in_4bit=True, precision=dtype)
     model = add_lora(model, lora.lora_r, lora.lora_alpha, lora.lora_dropout, lora.lora_target_modules,
                      quantized=True, gradient_checkpointing=False)
     return model, tokenizer
@@ -131,7 +131,7 @@ def label_scoring(cfg: BenchConfig, reviews: list[str]) -> dict:
     from mistral.prompts import PromptArguments, make_format
 
     def make(dtype: str):
-        model, tokenizer = load_base(cfg.causal_lm, load_in_4bit=True, dtype=dtype)
+        model, tokenizer = load_base(cfg.causal_lm, load_in_4bit=True, precision=dtype)
         model.eval()
         fmt = make_format(tokenizer, PromptArguments(), 320)
         return lambda: score_labels(model, fmt, reviews[:16], batch_size=8, desc=f"score ({dtype})")
@@ -143,8 +143,11 @@ MEASUREMENTS = {"MiniLM-L6 loop step (16 x 256 tokens)": loop_step,
                 "SmolLM2-135M label scoring (16 reviews)": label_scoring}
 
 
+SETTINGS = (BenchConfig,)
+
+
 def main(argv=None) -> dict:
-    (cfg,) = parse([BenchConfig], argv)
+    (cfg,) = parse(SETTINGS, argv)
     reviews = load_imdb(cfg.data_dir)["train"]["text"].tolist()[:16]
     native = native_bf16() if torch.cuda.is_available() else native_bf16_cpu()
     print(f"{device()}: native bf16 {'yes' if native else 'no'}; {torch.get_num_threads()} threads")

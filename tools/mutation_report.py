@@ -17,7 +17,7 @@ from pathlib import Path
 
 from common.config import UserError, parse, run_main, setting
 from common.io import write_json
-from common.tracking import run_info
+from common.environment import run_info
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,8 +35,11 @@ def survivors(folder: Path) -> list[str]:
     return sorted(line.split(":")[0].strip() for line in out.splitlines() if line.strip().endswith(": survived"))
 
 
+SETTINGS = (Args,)
+
+
 def main(argv=None) -> dict:
-    (args,) = parse([Args], argv)
+    (args,) = parse(SETTINGS, argv)
     stats_path = Path(args.mutants) / "mutmut-cicd-stats.json"
     if not stats_path.is_file():
         raise UserError(f"{stats_path}: not found; run make mutation first")

@@ -1,0 +1,69 @@
+"""Once set up (`make setup`, `make models`), nothing needs a package index or the Hub: no make target that runs an
+experiment, benchmark, report or test calls pip, `models` does nothing while its manifest is current, and `make small`
+runs with PIP_NO_INDEX=1 HF_HUB_OFFLINE=1."""
+import os
+import re
+import subprocess
+
+import pytest
+
+from fixtures.synthetic import write_imdb
+from tests.conftest import ROOT
+
+SET_UP = ["-o", "models/manifest.json", "-o", ".venv/bin/python"]  # make: take these as made, as after set-up
+SET_UP_TARGETS = {"setup", "torch", "lock", "gpu-wheels", "clean"}  # the ones that install: they may need an index
+VARIABLES = {"seeds": ["TARGET=small-loop"], "compare": ["A=runs/a", "B=runs/b"], "plots": ["RUN=runs/a"]}
+
+
+def phony_targets() -> set[str]:
+    line = next(line for line in (ROOT / "Makefile").read_text().splitlines() if line.startswith(".PHONY:"))
+    return set(line.split(":", 1)[1].split())
+
+
+def recipe(target: str) -> str:
+    """The commands `make TARGET` would run on a machine that is set up (make -n prints, runs nothing)."""
+    out = subprocess.run(["make", "-n", *SET_UP, target, *VARIABLES.get(target, [])], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_the_recipe_check_sees_a_pip_call():
+    assert re.search(r"\bpip\b", recipe("setup"))
+
+
+@pytest.mark.parametrize("target", sorted(phony_targets() - SET_UP_TARGETS))
+def test_no_target_calls_pip_once_set_up(target):
+    commands = recipe(target)
+    assert commands.strip() or target == "models"
+    assert not re.search(r"\bpip\b", commands), commands
+
+
+def test_models_does_nothing_while_its_manifest_is_current():
+    manifest = ROOT / "models" / "manifest.json"
+    if not manifest.is_file():
+        pytest.skip("make models has not run here")
+    for source in ("requirements.lock", "tools/prepare_models.py"):
+        if (ROOT / source).stat().st_mtime > manifest.stat().st_mtime:
+            pytest.skip(f"{source} is newer than models/manifest.json: make models would convert again")
+    out = subprocess.run(["make", "-n", "models"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert [line for line in out.stdout.splitlines() if "Nothing to be done" not in line] == []
+
+
+@pytest.mark.real_model
+@pytest.mark.slow
+def test_make_small_runs_with_no_index_and_no_hub(tmp_path):
+    """The whole target, as a user runs it offline: its three runs (2 steps each, on synthetic reviews), plots and
+    table."""
+    if not (ROOT / "models" / "manifest.json").is_file():
+        pytest.skip("make models has not run here")
+    data = write_imdb(tmp_path / "imdb", n_train=600, n_test=1000)
+    env = {**os.environ, "PIP_NO_INDEX": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    out = subprocess.run(["make", "small", f"OUT={tmp_path / 'small'}", f"DATA_DIR={data}", "REPORT_TO=none",
+                          "ARGS=--max_steps 2 --eval_steps 2 --save_steps 2"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=1800)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    for run in ("distilbert_loop", "distilbert_trainer", "mistral_sft"):
+        assert (tmp_path / "small" / run / "results.json").is_file(), run
+        assert (tmp_path / "small" / run / "plots" / "training.png").is_file(), run
+    assert (tmp_path / "small" / "RESULTS.md").is_file()
