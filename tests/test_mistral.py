@@ -10,6 +10,7 @@ from mistral import train_sft
 from mistral.model import load_base
 from mistral.prompts import PromptArguments, make_format, set_padding
 from tests.conftest import ROOT
+from tests.cpu_kinds import fake_cpu
 from fixtures.synthetic import make_imdb
 
 SFT_CONFIG = str(ROOT / "configs/mistral_sft.yaml")
@@ -149,20 +150,26 @@ def test_4bit_lora_trains_every_adapter_matrix_after_an_evaluation(tiny_mistral,
     assert changed == trainable  # every adapter matrix trained, and the 4-bit base stayed as it was
 
 
-def test_adapters_of_a_run_not_in_bf16_train_and_save_in_fp32(tiny_mistral, imdb_dir, tmp_path):
+def test_adapters_of_a_run_not_in_bf16_train_and_save_in_fp32(tiny_mistral, imdb_dir, tmp_path, monkeypatch):
     """TRL's SFTTrainer casts a 4-bit model's adapters to bf16; an fp32 run keeps them in fp32 (on a CPU without
-    native bf16 every adapter matmul in bf16 is emulated, several times slower)."""
+    native bf16 every adapter matmul in bf16 is emulated, several times slower). On a CPU that reports native bf16
+    (forced), so that fp32 is what was asked for, not what `auto` chose."""
     from safetensors.torch import load_file
 
-    train_sft.main(sft_args(tiny_mistral, imdb_dir, tmp_path / "run", "--num_train_epochs", "1", "--dtype", "fp32"))
+    fake_cpu(monkeypatch, avx512_bf16=True)
+
+    train_sft.main(sft_args(tiny_mistral, imdb_dir, tmp_path / "run", "--num_train_epochs", "1", "--precision", "fp32"))
     saved = load_file(tmp_path / "run" / "best_adapter" / "adapter_model.safetensors")
     assert saved and {t.dtype for t in saved.values()} == {torch.float32}
 
 
-def test_run_that_cannot_learn_stops_without_results(tiny_mistral, imdb_dir, tmp_path):
+def test_run_that_cannot_learn_stops_without_results(tiny_mistral, imdb_dir, tmp_path, monkeypatch):
+    """Optimizer steps that change nothing (as a learning rate of 0 would, which the settings refuse): lora_B stays
+    0, so lora_A never gets a gradient, and the run stops before any results."""
+    monkeypatch.setattr(torch.optim.AdamW, "step", lambda self, closure=None: None)
     out = tmp_path / "run"
     with pytest.raises(UserError, match="training is not learning: in the first 3 optimizer steps 4 of 8 trainable"):
-        train_sft.main(sft_args(tiny_mistral, imdb_dir, out, "--learning_rate", "0", "--num_train_epochs", "1"))
+        train_sft.main(sft_args(tiny_mistral, imdb_dir, out, "--num_train_epochs", "1"))
     assert not (out / "results.json").exists()
 
 
@@ -171,7 +178,8 @@ def test_run_that_cannot_learn_stops_without_results(tiny_mistral, imdb_dir, tmp
 # on). Training in bf16 is tested in test_precision_and_seeds.py.
 LEARN = ["--n_train", "64", "--n_test", "40", "--num_train_epochs", "4", "--per_device_train_batch_size", "4",
          "--gradient_accumulation_steps", "1", "--learning_rate", "2e-2", "--lora_dropout", "0", "--load_in_4bit",
-         "false", "--dtype", "fp32", "--lora_target_modules", "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"]
+         "false", "--precision", "fp32",
+         "--lora_target_modules", "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"]
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +192,9 @@ def learned_run(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("learned")
     model = save_tiny_mistral(tmp / "model", chat_template=CHAT_TEMPLATE, sliding_window=256, initializer_range=0.1)
-    results = train_sft.main(sft_args(model, write_imdb(tmp / "imdb"), tmp / "run", *LEARN))
+    with pytest.MonkeyPatch.context() as patch:  # a CPU with native bf16 (forced): fp32 must come from the settings
+        fake_cpu(patch, avx512_bf16=True)
+        results = train_sft.main(sft_args(model, write_imdb(tmp / "imdb"), tmp / "run", *LEARN))
     return tmp, model, results
 
 
@@ -202,7 +212,7 @@ def test_adapter_reloads_and_scores_identically(learned_run):
     out = ev.main(["--config", EVAL_CONFIG, "--model_name_or_path", str(model), "--data_dir", str(tmp / "imdb"),
                    "--adapter", str(tmp / "run" / "best_adapter"), "--n_train", "64", "--n_eval", "10",
                    "--n_test", "40", "--max_length", "96", "--output_dir", str(tmp / "eval"), "--report_to", "none",
-                   "--load_in_4bit", "false", "--dtype", "fp32"])
+                   "--load_in_4bit", "false", "--precision", "fp32"])
     assert out["test"]["confusion_matrix"] == results["tuned"]["confusion_matrix"]
     assert out["test"]["confusion_matrix"] != results["zero_shot"]["confusion_matrix"]  # the adapter is in use
 
@@ -215,10 +225,10 @@ def test_merged_logits_equal_base_plus_adapter(learned_run, tmp_path):
 
     tmp, model, _ = learned_run
     adapter = tmp / "run" / "best_adapter"
-    train_sft.merge(ModelArguments(model_name_or_path=str(model), load_in_4bit=False, dtype="fp32"), adapter,
+    train_sft.merge(ModelArguments(model_name_or_path=str(model), load_in_4bit=False, precision="fp32"), adapter,
                     tmp_path / "merged")
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged", dtype=torch.float32)
-    base, _ = load_base(str(model), load_in_4bit=False, dtype="fp32")
+    base, _ = load_base(str(model), load_in_4bit=False, precision="fp32")
     with_adapter = load_adapter(base, str(adapter))
     ids = torch.randint(3, merged.config.vocab_size, (3, 40), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -237,7 +247,7 @@ def test_label_scoring_agrees_with_greedy_generation(tmp_path, SEED):
     # a window wider than the prompts, so that the answer position sees the review, not only the template's end
     folder = save_tiny_mistral(tmp_path / "wide_window", sliding_window=256, chat_template=CHAT_TEMPLATE)
     fmt = formatted(folder)
-    model, _ = load_base(str(folder), load_in_4bit=False, dtype="fp32")  # the check below needs fp32 (an SVD)
+    model, _ = load_base(str(folder), load_in_4bit=False, precision="fp32")  # the check below needs fp32 (an SVD)
     reviews = make_imdb(n_train=30, n_test=0, n_dup=0, seed=SEED)["train"]["text"].tolist()
     # Make the two answer tokens the likely next tokens, and which one wins depend on the review: their output
     # rows become +v and -v, with v the direction along which the answer-position states vary most.
@@ -602,7 +612,8 @@ def test_variant_mass_whole_words_score_as_label_scoring_does(tiny_mistral, imdb
     from mistral import variant_mass
 
     common = ["--model_name_or_path", str(tiny_mistral), "--data_dir", str(imdb_dir), "--n_train", "24",
-              "--n_eval", "10", "--n_test", "12", "--max_length", "96", "--load_in_4bit", "false", "--dtype", "fp32"]
+              "--n_eval", "10", "--n_test", "12", "--max_length", "96", "--load_in_4bit", "false",
+              "--precision", "fp32"]
     scored = ev.main(["--config", EVAL_CONFIG, *common, "--output_dir", str(tmp_path / "eval"), "--report_to", "none"])
     found = variant_mass.main([*common, "--output_dir", str(tmp_path / "mass")])
     assert found["scoring"]["whole_words"]["accuracy"] == scored["test"]["accuracy"]

@@ -8,6 +8,7 @@ from common import precision as prec
 from distilbert.model import ModelArguments
 from fixtures.synthetic import write_imdb
 from tests.conftest import ROOT
+from tests.cpu_kinds import fake_cpu, force_bitsandbytes_source
 
 
 def fake_gpu(monkeypatch, native_bf16: bool):
@@ -20,37 +21,30 @@ def fake_gpu(monkeypatch, native_bf16: bool):
 @pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp16")])
 def test_auto_precision_takes_bf16_only_where_the_gpu_computes_it(monkeypatch, native, expected):
     fake_gpu(monkeypatch, native)  # False: a V100 or T4, where bf16 is only emulated
-    assert prec.precision("auto") == expected
+    assert prec.choose("auto")[0] == expected
     assert prec.compute_dtype("auto") == {"bf16": torch.bfloat16, "fp16": torch.float16}[expected]
 
 
-def fake_cpu(monkeypatch, avx512_bf16: bool, amx: bool = False):
-    """No GPU, and a CPU whose bf16 instructions are as given (torch.cpu's private checks answer so)."""
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
-
-
-@pytest.mark.parametrize("avx512_bf16, amx, expected", [(False, False, "no"), (True, False, "bf16"),
+@pytest.mark.parametrize("avx512_bf16, amx, expected", [(False, False, "fp32"), (True, False, "bf16"),
                                                          (False, True, "bf16"), (True, True, "bf16")])
 def test_auto_precision_on_cpu_takes_bf16_only_where_the_cpu_computes_it(monkeypatch, avx512_bf16, amx, expected):
     fake_cpu(monkeypatch, avx512_bf16, amx)
-    assert prec.precision("auto") == expected
-    assert prec.compute_dtype("auto") == {"bf16": torch.bfloat16, "no": torch.float32}[expected]
+    assert prec.choose("auto")[0] == expected
+    assert prec.compute_dtype("auto") == {"bf16": torch.bfloat16, "fp32": torch.float32}[expected]
 
 
 def test_a_torch_without_the_cpu_checks_counts_as_no_bf16(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported", raising=False)
     monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
-    assert prec.precision("auto") == "no"
+    assert prec.choose("auto")[0] == "fp32"
 
 
 def test_explicit_settings_win_over_a_bf16_cpu(monkeypatch):
     fake_cpu(monkeypatch, avx512_bf16=True)
-    assert prec.precision("no") == "no" and prec.compute_dtype("fp32") == torch.float32
-    assert prec.precision("fp16") == "fp16"
-    assert prec.choose("no")[1] == "set explicitly"
+    assert prec.choose("fp32")[0] == "fp32" and prec.compute_dtype("fp32") == torch.float32
+    assert prec.choose("fp16")[0] == "fp16"
+    assert prec.choose("fp32")[1] == "set explicitly"
 
 
 def test_the_choice_and_its_reason_are_printed_once(monkeypatch, capsys):
@@ -61,18 +55,18 @@ def test_the_choice_and_its_reason_are_printed_once(monkeypatch, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines == ["precision: auto -> bf16 (CPU with native bf16 (AVX512-BF16 or AMX))"]
     fake_cpu(monkeypatch, avx512_bf16=False)
-    prec.precision("auto")  # a different answer is news
+    prec.choose("auto")  # a different answer is news
     assert capsys.readouterr().out.startswith("precision: auto -> fp32 (CPU without native bf16")
 
 
-@pytest.mark.parametrize("setting, bf16", [("auto", True), ("no", False)])
+@pytest.mark.parametrize("setting, bf16", [("auto", True), ("fp32", False)])
 def test_trainer_script_takes_bf16_on_a_bf16_cpu_unless_told_no(monkeypatch, tmp_path, setting, bf16):
     from transformers import TrainingArguments
 
     from distilbert import train_trainer
 
     fake_cpu(monkeypatch, avx512_bf16=True)
-    args, reason = train_trainer.build_args(ModelArguments(mixed_precision=setting),
+    args, reason = train_trainer.build_args(ModelArguments(precision=setting),
                                             TrainingArguments(output_dir=str(tmp_path), report_to="none"))
     assert (args.bf16, args.fp16) == (bf16, False)
     assert args.use_cpu == bf16  # TrainingArguments takes bf16 without a GPU only on use_cpu
@@ -88,7 +82,7 @@ def test_sft_script_takes_bf16_on_a_bf16_cpu_unless_told_fp32(monkeypatch, tmp_p
 
     fake_cpu(monkeypatch, avx512_bf16=True)
     sft = configure(SFTConfig(output_dir=str(tmp_path), report_to="none", bf16=False),
-                    MistralModelArguments(dtype=dtype))
+                    MistralModelArguments(precision=dtype))
     assert (sft.bf16, sft.fp16, sft.use_cpu) == (bf16, False, bf16)
 
 
@@ -170,6 +164,58 @@ def test_bitsandbytes_kernels_notice_is_dropped_and_nothing_else(tmp_path):
     assert "kernels" not in out.stderr
 
 
+HUB_PROBE = """
+import socket, sys
+asked = []
+def refuse(self, *args):
+    asked.append(("connect", args))
+    raise OSError("no network in this test")
+socket.socket.connect = refuse
+import kernels  # imported before bitsandbytes, as transformers does
+fetch = kernels.get_kernel
+def watched(*args, **kwargs):
+    asked.append(("get_kernel", args))
+    return fetch(*args, **kwargs)
+kernels.get_kernel = watched
+import mistral  # the project first, as every script imports it
+import bitsandbytes
+from bitsandbytes.backends.cpu import ops
+print("asked", asked, "fused_kernel_registered", hasattr(ops, "gemm_4bit_forward_kernel"))
+"""
+
+
+@pytest.mark.parametrize("native_bf16", [True, False], ids=["avx512_bf16", "no_bf16"])
+@pytest.mark.parametrize("offline", ["1", None], ids=["offline", "online"])
+def test_no_hub_kernel_is_fetched_or_mentioned_on_either_kind_of_cpu(native_bf16, offline):
+    """bitsandbytes' import on a CPU with AVX512-BF16 (forced, so every CI machine takes this branch) asks the
+    `kernels` package for a Hub kernel; importing the project first keeps that from happening: no Hub access, no
+    network, and not one line of output, online or offline."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "IMDB_HUB_KERNELS")}
+    if offline:
+        env["HF_HUB_OFFLINE"] = offline
+    out = subprocess.run([sys.executable, "-c", force_bitsandbytes_source(native_bf16) + HUB_PROBE], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout == f"asked [] fused_kernel_registered {native_bf16}\n"
+    assert out.stderr == ""
+
+
+def test_the_hub_kernel_is_asked_for_only_when_opted_in():
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "IMDB_HUB_KERNELS": "1"}
+    out = subprocess.run([sys.executable, "-c", force_bitsandbytes_source(True) + HUB_PROBE], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert "('get_kernel', ('kernels-community/quantization-bitsandbytes',))" in out.stdout
+    assert "Failed to load CPU gemm_4bit_forward" in out.stderr  # offline it cannot, and says so: asked for
+
+
 def test_the_filtered_notice_is_the_one_bitsandbytes_logs():
     """The filter matches bitsandbytes' own text on its own logger: a reworded message would get through again."""
     import importlib.util
@@ -209,7 +255,7 @@ def test_distilbert_runs_on_a_bf16_cpu_compute_in_bf16_and_record_why(script, mo
                            str(tmp_path / "run"), "--cache_dir", str(tmp_path / "cache"), "--report_to", "none",
                            "--max_steps", "4", "--max_train_samples", "32", "--max_eval_samples", "16",
                            "--max_test_samples", "16", "--max_length", "32", *extra])
-    assert results["mixed_precision"] == "bf16"
+    assert results["precision"] == "bf16"
     assert results["precision_reason"] == "CPU with native bf16 (AVX512-BF16 or AMX)"
     assert dtypes and set(dtypes) == {torch.bfloat16}  # training and evaluation both ran under bf16 autocast
 
@@ -236,6 +282,6 @@ def test_sft_on_a_bf16_cpu_trains_every_adapter_matrix_in_bf16(monkeypatch, tmp_
                               "--max_length", "96", "--lora_r", "8", "--learning_rate", "5e-3",
                               "--num_train_epochs", "1", "--per_device_train_batch_size", "4",
                               "--gradient_accumulation_steps", "1"])
-    assert results["compute_dtype"] == "bf16" and results["quantization"] == "nf4-double-quant"
+    assert results["precision"] == "bf16" and results["quantization"] == "nf4-double-quant"
     assert results["precision_reason"] == "CPU with native bf16 (AVX512-BF16 or AMX)"
     assert len(checked) >= LearningGuard.STEPS and all(bf16 for bf16, _ in checked)
