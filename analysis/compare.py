@@ -85,8 +85,11 @@ class CompareArguments:
     out: str | None = setting(None, "also write the comparison to this JSON file (e.g. to commit under results/)")
 
 
+SETTINGS = (CompareArguments,)
+
+
 def main(argv=None) -> dict:
-    (args,) = parse([CompareArguments], argv)
+    (args,) = parse(SETTINGS, argv)
     runs = [Path(r) for r in args.runs]
     if not 1 <= len(runs) <= 2:
         raise UserError("runs: give one or two run folders")

@@ -202,8 +202,11 @@ class PlotArguments:
     to: str | None = setting(None, "also copy the PNGs into this folder, e.g. images/distilbert/")
 
 
+SETTINGS = (PlotArguments,)
+
+
 def main(argv=None) -> None:
-    (args,) = parse([PlotArguments], argv)
+    (args,) = parse(SETTINGS, argv)
     if not args.run:
         raise UserError("run: give a run folder (holding metrics.jsonl and/or results.json)")
     plot_run(args.run, args.to)

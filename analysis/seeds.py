@@ -89,8 +89,11 @@ class SeedsArguments:
     folder: str | None = setting(None, "the folder holding seed_*/ run folders (make seeds' OUT)")
 
 
+SETTINGS = (SeedsArguments,)
+
+
 def main(argv=None) -> dict:
-    (args,) = parse([SeedsArguments], argv)
+    (args,) = parse(SETTINGS, argv)
     if not args.folder:
         raise UserError("folder: give the folder holding seed_*/ run folders")
     summary = summarize(args.folder)

@@ -23,14 +23,14 @@ from common.tracking import RunLogger, TrackingArguments, run_folder_setting
 
 @dataclass
 class BaselineConfig(SplitArguments, TrackingArguments):
-    seed: int = setting(42, "seed of the logistic regression (liblinear's coordinate order)")
+    seed: int = setting(42, "seed of the logistic regression (liblinear's coordinate order)", at_least=0)
     output_dir: str = run_folder_setting("runs/baseline")
-    ngram_max: int = setting(2, "word n-grams 1..ngram_max")
-    min_df: int = setting(2, "ignore n-grams seen in fewer documents")
-    max_features: int | None = setting(None, "keep only the N most frequent n-grams")
+    ngram_max: int = setting(2, "word n-grams 1..ngram_max", at_least=1)
+    min_df: int = setting(2, "ignore n-grams seen in fewer documents", at_least=1)
+    max_features: int | None = setting(None, "keep only the N most frequent n-grams", at_least=1)
     sublinear_tf: bool = setting(True, "1 + log(tf) instead of raw counts")
-    C: list[float] = setting([1.0, 4.0, 16.0, 64.0], "inverse regularisation strengths tried on validation")
-    max_iter: int = setting(1000, "logistic regression's iterations at most")
+    C: list[float] = setting([1.0, 4.0, 16.0, 64.0], "inverse regularisation strengths tried on validation", above=0)
+    max_iter: int = setting(1000, "logistic regression's iterations at most", at_least=1)
 
 
 def fit_and_score(cfg: BaselineConfig, splits: dict) -> dict:
@@ -57,8 +57,11 @@ def fit_and_score(cfg: BaselineConfig, splits: dict) -> dict:
             "test_predictions": (predictions, p_positive)}
 
 
+SETTINGS = (BaselineConfig,)
+
+
 def main(argv=None) -> dict:
-    (cfg,) = parse([BaselineConfig], argv)
+    (cfg,) = parse(SETTINGS, argv)
     start = time.perf_counter()
     splits, manifest = make_splits(cfg.protocol, cfg.split_seed, cfg.data_dir)
     for name, info in manifest["splits"].items():

@@ -9,7 +9,9 @@ with the list of valid ones, so a typo never silently runs the default.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import enum
+import operator
 from dataclasses import dataclass
 import sys
 import types
@@ -46,12 +48,51 @@ def run_main(main, argv: Sequence[str] | None = None) -> None:
         sys.exit(code)
 
 
-def setting(default: Any = dataclasses.MISSING, help: str = "") -> Any:  # noqa: A002 - HF's metadata key
-    """A settings field and its one-line meaning, which --help prints (Hugging Face's convention, so their parser
-    shows it too). A list default is copied for each instance."""
+def setting(default: Any = dataclasses.MISSING, help: str = "", *, at_least: float | None = None,  # noqa: A002
+            above: float | None = None, below: float | None = None, at_most: float | None = None) -> Any:
+    """A settings field, its one-line meaning, which --help prints (Hugging Face's `help` metadata, so their parser
+    shows it too), and for a number the range the parser holds it to: at_least / above a bound, below / at_most
+    another. None passes for an optional field (it means "not set"). A list default is copied for each instance."""
+    bounds = {k: v for k, v in (("at_least", at_least), ("above", above), ("below", below), ("at_most", at_most))
+              if v is not None}
+    metadata = {"help": help, **({"range": bounds} if bounds else {})}
     if isinstance(default, list):
-        return dataclasses.field(default_factory=lambda: list(default), metadata={"help": help})
-    return dataclasses.field(default=default, metadata={"help": help})
+        return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+# The ranges of the Hugging Face fields our Trainer scripts take (TrainingArguments, SFTConfig), which are declared
+# in those libraries, without one: the one place they are stated. Fields not listed take any number.
+LIBRARY_RANGES = {
+    "per_device_train_batch_size": {"at_least": 1}, "per_device_eval_batch_size": {"at_least": 1},
+    "gradient_accumulation_steps": {"at_least": 1}, "eval_accumulation_steps": {"at_least": 1},
+    "num_train_epochs": {"above": 0}, "learning_rate": {"above": 0}, "adam_epsilon": {"above": 0},
+    "weight_decay": {"at_least": 0}, "warmup_steps": {"at_least": 0}, "max_grad_norm": {"at_least": 0},
+    "adam_beta1": {"at_least": 0, "below": 1}, "adam_beta2": {"at_least": 0, "below": 1},
+    "label_smoothing_factor": {"at_least": 0, "below": 1}, "neftune_noise_alpha": {"above": 0},
+    "logging_steps": {"above": 0}, "eval_steps": {"above": 0}, "save_steps": {"above": 0},
+    "eval_delay": {"at_least": 0}, "torch_empty_cache_steps": {"at_least": 1},
+    "dataloader_num_workers": {"at_least": 0}, "dataloader_prefetch_factor": {"at_least": 1},
+    "ddp_bucket_cap_mb": {"at_least": 1}, "ddp_timeout": {"at_least": 1}, "seed": {"at_least": 0},
+    "data_seed": {"at_least": 0}, "max_length": {"at_least": 1}, "dataset_num_proc": {"at_least": 1},
+    "router_aux_loss_coef": {"at_least": 0}, "pad_to_multiple_of": {"at_least": 1},
+    # max_steps -1 and local_rank -1 mean "not set"; save_total_limit 0 or less keeps every checkpoint
+    "max_steps": {"at_least": -1}, "local_rank": {"at_least": -1},
+}
+BOUNDS = {"at_least": (operator.ge, ">="), "above": (operator.gt, ">"), "below": (operator.lt, "<"),
+          "at_most": (operator.le, "<=")}
+
+
+def check_range(key: str, value: Any, bounds: dict) -> None:
+    """A ConfigError naming the key when a number, or any number of a list, is outside its bounds (or the list is
+    empty)."""
+    numbers = value if isinstance(value, list) else [value]
+    expected = " and ".join(f"{BOUNDS[k][1]} {v:g}" for k, v in bounds.items())
+    if not numbers:
+        raise ConfigError(f"{key}: expected at least one number {expected}, got none")
+    for number in numbers:
+        if isinstance(number, (int, float)) and not all(BOUNDS[k][0](number, v) for k, v in bounds.items()):
+            raise ConfigError(f"{key}: expected a number {expected}, got {number!r}")
 
 
 @dataclass
@@ -190,20 +231,34 @@ def parse(types: Sequence[type], argv: Sequence[str] | None = None, defaults: di
     owner = {f.name: cls for cls in types for f in dataclasses.fields(cls) if f.init}
     values: dict[str, Any] = dict(defaults)
     for where, given in ((config_path, load_yaml(config_path) if config_path else {}), ("command line", overrides)):
-        unknown = [k for k in given if k not in owner]
-        if unknown:
-            raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {where}; valid keys: {', '.join(owner)}")
+        for key in given:
+            if key not in owner:
+                # a near spelling (learning_rat), else a key that has it as a part (epochs: num_train_epochs)
+                close = difflib.get_close_matches(key, owner, n=1) or [k for k in owner if key in k.split("_")][:1]
+                hint = f"did you mean {close[0]}?" if close else "--help lists the valid keys"
+                raise ConfigError(f"unknown key {key} in {where}; {hint}")
         values.update(given)
     parsed = []
     for cls in types:
         hints = typing.get_type_hints(cls)
         kwargs = {k: _convert(v, hints[k], k, none_is_null=not _is_library(cls)) for k, v in values.items()
                   if owner[k] is cls and not (v is None and _is_library(cls))}  # YAML null: the library's default
+        for key, value in kwargs.items():
+            bounds = field_range(cls, key)
+            if bounds:
+                check_range(key, value, bounds)
         try:
             parsed.append(cls(**kwargs))
         except (ValueError, TypeError) as e:  # the dataclass's own checks (__post_init__)
             raise ConfigError(first_line(e)) from None
     return tuple(parsed)
+
+
+def field_range(cls: type, key: str) -> dict:
+    """A field's bounds: declared with setting() in ours, listed in LIBRARY_RANGES for Hugging Face's."""
+    if _is_library(cls):
+        return LIBRARY_RANGES.get(key, {})
+    return next(f.metadata.get("range", {}) for f in dataclasses.fields(cls) if f.name == key)
 
 
 def to_dict(cfg: Any) -> dict:

@@ -22,11 +22,12 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from common.config import UserError, first_line, parse, run_main, setting
+from common.config import ConfigError, UserError, first_line, parse, run_main, setting
 from common.io import atomic_write, write_json
 
 HUB_ID = "stanfordnlp/imdb"
@@ -40,19 +41,25 @@ LABEL_NAMES = ("negative", "positive")
 class ImdbArguments:
     data_dir: str | None = setting(None, "folder with train/test.parquet; else $IMDB_DATA_DIR; else the Hub")
     # kept apart from the training seed, so that runs over seeds score one test set
-    split_seed: int = setting(42, "seed of the train/validation/test split (`seed` is the training run's)")
+    split_seed: int = setting(42, "seed of the train/validation/test split (`seed` is the training run's)", at_least=0)
 
 
 @dataclass
 class SplitArguments(ImdbArguments):
-    protocol: str = setting("random_70_10_20", "split protocol: random_70_10_20, official or balanced")
+    protocol: Literal["random_70_10_20", "official", "balanced"] = setting("random_70_10_20", "split protocol")
 
 
 @dataclass
 class BalancedArguments(ImdbArguments):
-    n_train: int = setting(900, "balanced protocol: training reviews (from the official train set)")
-    n_eval: int = setting(100, "balanced protocol: eval reviews (official train set, none in training)")
-    n_test: int = setting(2500, "balanced protocol: test reviews (from the official test set)")
+    n_train: int = setting(900, "balanced protocol: training reviews (from the official train set)", at_least=2)
+    n_eval: int = setting(100, "balanced protocol: eval reviews (official train set, none in training)", at_least=2)
+    n_test: int = setting(2500, "balanced protocol: test reviews (from the official test set)", at_least=2)
+
+    def __post_init__(self):
+        for key in ("n_train", "n_eval", "n_test"):  # each split is exactly half positive
+            if getattr(self, key) % 2:
+                raise ConfigError(f"{key}: expected an even number (half positive, half negative), "
+                                  f"got {getattr(self, key)}")
 
 
 class DataError(UserError):
@@ -273,8 +280,11 @@ class ExportArguments(SplitArguments, BalancedArguments):
     out: str = setting("splits", "the folder that gets one parquet per split and manifest.json")
 
 
+SETTINGS = (ExportArguments,)
+
+
 def main(argv=None) -> None:
-    (args,) = parse([ExportArguments], argv)
+    (args,) = parse(SETTINGS, argv)
     manifest = export(args.protocol, args.split_seed, args.out, args.data_dir,
                       n_train=args.n_train, n_eval=args.n_eval, n_test=args.n_test)
     for name, info in manifest["splits"].items():

@@ -1,12 +1,25 @@
-"""Mixed precision, chosen one way for every script. `auto`: bf16 where the hardware computes it natively (a GPU with
-bf16 units; a CPU with AVX512-BF16 or AMX), fp16 on any other GPU, fp32 on any other CPU, where bf16 is emulated
-and slower than fp32 itself."""
+"""Precision, chosen one way for every script from one setting, `precision`: auto, fp32, bf16 or fp16.
+
+`auto`: bf16 where the hardware computes it natively (a GPU with bf16 units; a CPU with AVX512-BF16 or AMX), fp16 on
+any other GPU, fp32 on any other CPU, where bf16 is emulated and slower than fp32 itself (results/bench_precision)."""
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "no": torch.float32, "fp32": torch.float32}
+from common.config import setting
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 _announced: set[tuple[str, str]] = set()
+
+
+@dataclass
+class PrecisionArguments:
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = setting(
+        "auto", "compute precision: auto (bf16 where the GPU or CPU computes it natively, else fp16 on a GPU and fp32 "
+                "on a CPU), fp32, bf16 or fp16")
 
 
 def native_bf16() -> bool:
@@ -17,14 +30,15 @@ def native_bf16() -> bool:
 
 def native_bf16_cpu() -> bool:
     """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX tiles), which torch's oneDNN kernels use."""
-    # private functions of torch.cpu (torch 2.x): a build without them counts as a CPU without bf16
+    # No public torch API answers this; these private checks of torch.cpu (torch 2.x) are what torch itself asks.
+    # A build without them counts as a CPU without bf16.
     return any(getattr(torch.cpu, name, lambda: False)()
                for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
 
 
 def choose(setting: str = "auto") -> tuple[str, str]:
-    """The precision a setting resolves to ("bf16", "fp16", or "no"/"fp32" for fp32) and the reason, printed once
-    per process for each distinct choice."""
+    """The precision a setting resolves to ("bf16", "fp16" or "fp32") and the reason, printed once per process for
+    each distinct choice."""
     if setting != "auto":
         choice = setting, "set explicitly"
     elif torch.cuda.is_available():
@@ -32,26 +46,26 @@ def choose(setting: str = "auto") -> tuple[str, str]:
     elif native_bf16_cpu():
         choice = "bf16", "CPU with native bf16 (AVX512-BF16 or AMX)"
     else:
-        choice = "no", "CPU without native bf16 (no AVX512-BF16 or AMX), where bf16 is slower than fp32"
+        choice = "fp32", "CPU without native bf16 (no AVX512-BF16 or AMX), where bf16 is slower than fp32"
     if (setting, choice[0]) not in _announced:
         _announced.add((setting, choice[0]))
-        print(f"precision: {setting} -> {'fp32' if choice[0] in ('no', 'fp32') else choice[0]} ({choice[1]})")
+        print(f"precision: {setting} -> {choice[0]} ({choice[1]})")
     return choice
 
 
-def precision(setting: str = "auto") -> str:
-    """`auto` resolved: "bf16", "fp16", or "no" (fp32); any other setting is returned as it is."""
-    return choose(setting)[0]
-
-
-def dtype_record(setting: str = "auto") -> dict:
-    """results.json's record of a compute dtype: its name and why it was chosen."""
+def precision_record(setting: str = "auto") -> dict:
+    """results.json's record of the precision a run computed in, and why."""
     chosen, reason = choose(setting)
-    return {"compute_dtype": "fp32" if chosen == "no" else chosen, "precision_reason": reason}
+    return {"precision": chosen, "precision_reason": reason}
+
+
+def accelerate_mixed_precision(chosen: str) -> str:
+    """Accelerate's name for a chosen precision (it calls fp32 "no")."""
+    return "no" if chosen == "fp32" else chosen
 
 
 def trainer_fields(chosen: str) -> dict:
-    """TrainingArguments' fields for a chosen precision ("bf16", "fp16" or "no")."""
+    """TrainingArguments' fields for a chosen precision ("bf16", "fp16" or "fp32")."""
     fields = {"bf16": chosen == "bf16", "fp16": chosen == "fp16"}
     if chosen == "bf16" and not torch.cuda.is_available():
         fields["use_cpu"] = True  # TrainingArguments refuses bf16 without a GPU unless told the run is on CPU
@@ -59,5 +73,5 @@ def trainer_fields(chosen: str) -> dict:
 
 
 def compute_dtype(setting: str = "auto") -> torch.dtype:
-    """The torch dtype of a precision setting (auto, bf16, fp16, fp32 or no)."""
-    return DTYPES[precision(setting)]
+    """The torch dtype of a precision setting (auto, fp32, bf16 or fp16)."""
+    return DTYPES[choose(setting)[0]]

@@ -39,11 +39,11 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 class BenchConfig(ImdbArguments, LengthArguments, FiguresArguments):
     size: str = setting("small", "random DistilBERT size: small (CPU) or full (DistilBERT-base)")
     tokenizer: str | None = setting(None, "a tokenizer folder or Hub id; default: a WordPiece trained on the reviews")
-    n_samples: int = setting(256, "training reviews per run (the same ones for every mode)")
-    per_device_train_batch_size: int = setting(16, "reviews per training batch")
-    seed: int = setting(42, "seed of the model and the batches")
+    n_samples: int = setting(256, "training reviews per run (the same ones for every mode)", at_least=1)
+    per_device_train_batch_size: int = setting(16, "reviews per training batch", at_least=1)
+    seed: int = setting(42, "seed of the model and the batches", at_least=0)
     compare: bool = setting(False, "the loop against the Trainer instead of the batching comparison")
-    n_test: int = setting(256, "test reviews scored in the comparison")
+    n_test: int = setting(256, "test reviews scored in the comparison", at_least=1)
 
 def build_model_folder(cfg: BenchConfig, texts, folder: Path) -> Path:
     """A random DistilBERT of cfg.size with the given tokenizer, else a WordPiece learnt from the texts; at least
@@ -101,8 +101,11 @@ def compare(cfg: BenchConfig, model: Path, tmp: Path) -> dict:
     return report
 
 
+SETTINGS = (BenchConfig,)
+
+
 def main(argv=None) -> dict:
-    (cfg,) = parse([BenchConfig], argv)
+    (cfg,) = parse(SETTINGS, argv)
     splits, _ = make_splits("random_70_10_20", cfg.split_seed, cfg.data_dir)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

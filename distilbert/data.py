@@ -23,15 +23,16 @@ from common.io import atomic_folder
 
 @dataclass
 class LengthArguments:
-    max_length: int = setting(512, "tokens kept per review (longer ones are truncated); at most the model's limit")
+    max_length: int = setting(512, "tokens kept per review (longer ones are truncated); at most the model's limit",
+                             at_least=2)
 
 
 @dataclass
 class DataArguments(SplitArguments, LengthArguments):
     """The loop's and the Trainer's data settings: the same reviews and tokens for both."""
-    max_train_samples: int | None = setting(None, "use only the first N training reviews (quick runs)")
-    max_eval_samples: int | None = setting(None, "use only the first N validation reviews")
-    max_test_samples: int | None = setting(None, "use only the first N test reviews")
+    max_train_samples: int | None = setting(None, "use only the first N training reviews (quick runs)", at_least=1)
+    max_eval_samples: int | None = setting(None, "use only the first N validation reviews", at_least=1)
+    max_test_samples: int | None = setting(None, "use only the first N test reviews", at_least=1)
     cache_dir: str | None = setting(".cache/tokenized", "where tokenised splits are cached; none: tokenise each run")
 
 

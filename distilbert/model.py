@@ -7,17 +7,16 @@ from pathlib import Path
 from common.config import RemoteCodeArguments, UserError, setting
 from common.data import LABEL_NAMES
 from common.io import check_model_path, model_load_error
+from common.precision import PrecisionArguments
 
 ID2LABEL = dict(enumerate(LABEL_NAMES))
 LABEL2ID = {v: k for k, v in ID2LABEL.items()}
 
 
 @dataclass
-class ModelArguments(RemoteCodeArguments):
+class ModelArguments(PrecisionArguments, RemoteCodeArguments):
     """The loop's and the Trainer's model settings."""
     model_name_or_path: str = setting("distilbert-base-uncased", "Hub id or local folder of the encoder to fine-tune")
-    mixed_precision: str = setting("auto", "auto (bf16 where the GPU or CPU computes it natively, else fp16 on a "
-                                           "GPU and fp32 on CPU), no (fp32), bf16 or fp16")
 
 
 def parameter_count(model) -> int:

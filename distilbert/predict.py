@@ -67,11 +67,14 @@ class PredictArguments(LengthArguments):
     text: str | None = setting(None, "one review")
     file: str | None = setting(None, "a .txt (one review per line), .parquet or .csv file")
     column: str = setting("text", "the text column of a .parquet or .csv file")
-    batch_size: int = setting(32, "reviews per forward pass")
+    batch_size: int = setting(32, "reviews per forward pass", at_least=1)
+
+
+SETTINGS = (PredictArguments,)
 
 
 def main(argv=None) -> list[tuple[str, float]]:
-    (args,) = parse([PredictArguments], argv)
+    (args,) = parse(SETTINGS, argv)
     if not args.model:
         raise UserError("model: give a model folder, e.g. runs/distilbert_loop/best_model")
     texts = ([args.text] if args.text else []) + (read_texts(args.file, args.column) if args.file else [])

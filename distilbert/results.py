@@ -23,7 +23,7 @@ class RunRecord:
     manifest: dict
     split_sizes_used: dict
     num_processes: int
-    mixed_precision: str
+    precision: str  # fp32, bf16 or fp16
     precision_reason: str  # why `auto` chose it (common/precision.py), or that it was set
     train_samples_per_second: float
     train_runtime: float

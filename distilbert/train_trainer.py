@@ -38,12 +38,15 @@ def build_args(model_args: ModelArguments, args: TrainingArguments) -> tuple[Tra
     """Mixed precision from the script's `auto` setting, unless --bf16 or --fp16 says otherwise; and why."""
     if args.bf16 or args.fp16:
         return args, "set explicitly (--bf16 or --fp16)"
-    chosen, reason = choose(model_args.mixed_precision)
+    chosen, reason = choose(model_args.precision)
     return dataclasses.replace(args, **trainer_fields(chosen)), reason
 
 
+SETTINGS = (ModelArguments, DataArguments, TrainingArguments)
+
+
 def main(argv=None) -> dict | None:
-    model_args, data_args, args = parse([ModelArguments, DataArguments, TrainingArguments], argv)
+    model_args, data_args, args = parse(SETTINGS, argv)
     args, precision_reason = build_args(model_args, args)
     args = one_gpu_per_process(args, "distilbert.train_trainer")
     logged_here = configure_trainer_tracking(args.report_to, args.output_dir)
@@ -87,7 +90,7 @@ def main(argv=None) -> dict | None:
         model_parameters=parameter_count(trainer.model), test=test, validation=validation,
         best_step=best_step(trainer), global_step=trainer.state.global_step, manifest=manifest,
         split_sizes_used={k: len(v) for k, v in data.items()}, num_processes=args.world_size,
-        mixed_precision="bf16" if args.bf16 else "fp16" if args.fp16 else "no", precision_reason=precision_reason,
+        precision="bf16" if args.bf16 else "fp16" if args.fp16 else "fp32", precision_reason=precision_reason,
         train_samples_per_second=train_output.metrics["train_samples_per_second"],
         train_runtime=train_output.metrics["train_runtime"],
         train_step_samples_per_second=metrics_logger.samples_per_second,

@@ -223,8 +223,11 @@ class ArchitectureArguments:
     out: str = setting(str(ROOT / "images" / "mistral"), "folder the figures are written to")
 
 
+SETTINGS = (ArchitectureArguments,)
+
+
 def main(argv=None) -> int:
-    (args,) = parse([ArchitectureArguments], argv)
+    (args,) = parse(SETTINGS, argv)
     if args.command == "table":
         print(table())
         return 0

@@ -44,14 +44,15 @@ class BenchConfig(ImdbArguments, FiguresArguments):
     model_name_or_path: str | None = setting(None, "a causal LM to time; default: a random Mistral of `size`")
     size: str = setting("small", "random Mistral size: small (CPU) or 7b (Mistral-7B's shape)")
     load_in_4bit: bool = setting(False, "load the model in 4-bit NF4")
-    n_reviews: int = setting(200, "balanced test reviews classified by both methods")
-    n_tokenizer_reviews: int = setting(900, "training reviews the random model's BPE tokenizer learns from")
+    n_reviews: int = setting(200, "balanced test reviews classified by both methods", at_least=2)
+    n_tokenizer_reviews: int = setting(900, "training reviews the random model's BPE tokenizer learns from",
+                                       at_least=1)
     batch_size: int = batch_size_setting()
-    max_length: int = setting(512, "prompt tokens at most")
-    max_new_tokens: int = setting(5, "tokens generated per review")
-    seed: int = setting(42, "seed of the random model")
+    max_length: int = setting(512, "prompt tokens at most", at_least=1)
+    max_new_tokens: int = setting(5, "tokens generated per review", at_least=1)
+    seed: int = setting(42, "seed of the random model", at_least=0)
     train_step: bool = setting(False, "time QLoRA training steps instead of evaluation")
-    steps: int = setting(5, "timed training steps (after one warm-up step)")
+    steps: int = setting(5, "timed training steps (after one warm-up step)", at_least=1)
 
 def mistral_config(size: str, vocab_size: int = 32000):
     from transformers import MistralConfig
@@ -202,8 +203,11 @@ def scoring_agreement(preds: dict[str, list[int]], generated: list[int | None], 
     return {"generation_parsed": len(parsed), "agrees_with_generation": agrees, "accuracy": accuracy}
 
 
+SETTINGS = (BenchConfig,)
+
+
 def main(argv=None) -> dict:
-    (cfg,) = parse([BenchConfig], argv)
+    (cfg,) = parse(SETTINGS, argv)
     if cfg.train_step:
         return train_step_report(cfg)
     splits, _ = make_splits("balanced", cfg.split_seed, cfg.data_dir, n_train=cfg.n_tokenizer_reviews, n_eval=2,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Literal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,23 +25,20 @@ from accelerate import PartialState
 from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
-from common.config import RemoteCodeArguments, UserError, parse, run_main, setting
+from common.config import RemoteCodeArguments, parse, run_main, setting
 from common.data import BalancedArguments, summary_line
 from common.metrics import classification_metrics, scalar_metrics
-from common.precision import dtype_record
+from common.precision import precision_record
 from common.predictions import write_predictions
 from common.tracking import RunLogger, TrackingArguments, run_folder_setting
 from mistral.data import balanced_splits
 from mistral.model import ModelArguments, check_adapter_folder, load_adapter, load_base, load_tokenizer
 from mistral.prompts import PromptArguments, PromptFormat, make_format
 
-MODES = ("score", "generate")
-
-
 def batch_size_setting():
-    """Reviews per forward pass of label scoring: evaluate's batch_size, the SFT script's eval_batch_size and the
-    benchmark's batch_size are one setting under three names."""
-    return setting(8, "reviews per forward pass in label scoring")
+    """Reviews per forward pass of label scoring: evaluate's and the benchmark's batch_size (the SFT script scores in
+    its per_device_eval_batch_size)."""
+    return setting(8, "reviews per forward pass in label scoring", at_least=1)
 
 
 @dataclass
@@ -48,14 +46,16 @@ class ScoringArguments:
     """Settings of every command that scores reviews with a causal LM (this one and mistral.variant_mass)."""
     adapter: str | None = setting(None, "a LoRA adapter folder saved by mistral.train_sft (best_adapter/)")
     batch_size: int = batch_size_setting()
-    max_length: int = setting(512, "prompt tokens at most; longer reviews are shortened, the answer cue kept")
+    max_length: int = setting(512, "prompt tokens at most; longer reviews are shortened, the answer cue kept",
+                             at_least=1)
 
 
 @dataclass
 class EvalArguments(ScoringArguments, TrackingArguments, RemoteCodeArguments):
-    split: str = setting("test", "train, validation or test of the balanced protocol")
-    mode: str = setting("score", "score (label scoring, batched) or generate (greedy generation, parsed)")
-    max_new_tokens: int = setting(5, "tokens generated per review in generate mode")
+    split: Literal["train", "validation", "test"] = setting("test", "which split of the balanced protocol")
+    mode: Literal["score", "generate"] = setting("score", "score (label scoring, batched) or generate (greedy "
+                                                          "generation, parsed)")
+    max_new_tokens: int = setting(5, "tokens generated per review in generate mode", at_least=1)
     output_dir: str = run_folder_setting("runs/mistral_eval")
 
 SETTINGS = (EvalArguments, BalancedArguments, ModelArguments, PromptArguments)
@@ -160,18 +160,14 @@ def main(argv=None) -> dict | None:
     args, data_args, model_args, prompt_args = parse(SETTINGS, argv)
     # under accelerate launch / torchrun: joins the process group (gloo on CPU), so the reviews split between ranks
     state = PartialState(cpu=not torch.cuda.is_available())
-    if args.mode not in MODES:
-        raise UserError(f"mode: expected one of {', '.join(MODES)}, got {args.mode!r}")
-    splits, manifest = balanced_splits(data_args)
-    if args.split not in splits:
-        raise UserError(f"split: expected one of {', '.join(splits)}, got {args.split!r}")
-    print(summary_line(args.split, manifest["splits"][args.split]))
-    # settings are checked against the tokenizer and the adapter's files before the (long) model load
-    tokenizer = load_tokenizer(model_args.model_name_or_path, args.trust_remote_code)
-    fmt = make_format(tokenizer, prompt_args, args.max_length)
     if args.adapter:
         check_adapter_folder(args.adapter)
-    model, tokenizer = load_base(model_args.model_name_or_path, model_args.load_in_4bit, model_args.dtype,
+    splits, manifest = balanced_splits(data_args)
+    print(summary_line(args.split, manifest["splits"][args.split]))
+    # max_length is checked against the tokenizer before the (long) model load
+    tokenizer = load_tokenizer(model_args.model_name_or_path, args.trust_remote_code)
+    fmt = make_format(tokenizer, prompt_args, args.max_length)
+    model, tokenizer = load_base(model_args.model_name_or_path, model_args.load_in_4bit, model_args.precision,
                                  args.trust_remote_code, tokenizer)
     if args.adapter:
         model = load_adapter(model, args.adapter)
@@ -187,7 +183,7 @@ def main(argv=None) -> dict | None:
     results = {"script": "mistral.evaluate", "model": model_args.model_name_or_path, "adapter": args.adapter,
                "model_parameters": sum(p.numel() for p in model.parameters()),
                "split": args.split, args.split: metrics, "manifest": manifest,
-               "num_processes": state.num_processes, **dtype_record(model_args.dtype)}
+               "num_processes": state.num_processes, **precision_record(model_args.precision)}
     logger.finish(results)
     extra = f", {metrics['unparsed']} unparsed" if args.mode == "generate" else ""
     print(f"{args.split} accuracy {metrics['accuracy']:.4f} on {metrics['n']} "

@@ -10,19 +10,17 @@ from accelerate import PartialState
 
 from common.config import UserError, first_line, setting
 from common.io import check_model_path, model_load_error
-from common.precision import compute_dtype
+from common.precision import PrecisionArguments, compute_dtype
 from mistral.prompts import set_padding
 
 
 @dataclass
-class ModelArguments:
+class ModelArguments(PrecisionArguments):
     model_name_or_path: str = setting("mistralai/Mistral-7B-Instruct-v0.2", "Hub id or local folder of the causal LM")
-    load_in_4bit: bool = setting(True, "NF4 with double quantisation (QLoRA); false: plain LoRA in the dtype below")
-    dtype: str = setting("auto", "compute dtype: auto (as mixed_precision in the DistilBERT scripts), bf16, "
-                                 "fp16, fp32")
-    lora_r: int = setting(64, "LoRA rank")
-    lora_alpha: int = setting(16, "LoRA scaling numerator (the update is scaled by alpha / r)")
-    lora_dropout: float = setting(0.1, "dropout on the LoRA input")
+    load_in_4bit: bool = setting(True, "NF4 with double quantisation (QLoRA); false: plain LoRA in `precision`")
+    lora_r: int = setting(64, "LoRA rank", at_least=1)
+    lora_alpha: int = setting(16, "LoRA scaling numerator (the update is scaled by alpha / r)", above=0)
+    lora_dropout: float = setting(0.1, "dropout on the LoRA input", at_least=0, below=1)
     lora_target_modules: list[str] = setting(["q_proj", "v_proj"], "modules that get adapters: the original run's; "
                                              "q_proj,k_proj,v_proj,o_proj is the four-projection variant")
 
@@ -39,13 +37,14 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
     return tokenizer
 
 
-def load_base(name: str, load_in_4bit: bool = True, dtype: str = "auto", trust_remote_code: bool = False,
+def load_base(name: str, load_in_4bit: bool = True, precision: str = "auto", trust_remote_code: bool = False,
               tokenizer=None):
-    """The base model (4-bit NF4 with double quantisation, or in the compute dtype) and its tokenizer."""
+    """The base model (4-bit NF4 with double quantisation computing in `precision`, or in `precision`) and its
+    tokenizer."""
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     tokenizer = tokenizer or load_tokenizer(name, trust_remote_code)
-    torch_dtype = compute_dtype(dtype)
+    torch_dtype = compute_dtype(precision)
     quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                       bnb_4bit_compute_dtype=torch_dtype) if load_in_4bit else None
     device_map = {"": PartialState().local_process_index} if torch.cuda.is_available() else None  # one GPU per process

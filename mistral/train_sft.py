@@ -28,15 +28,15 @@ from transformers import TrainerCallback, set_seed
 from trl import SFTConfig, SFTTrainer
 
 from common.callbacks import MetricsLogger, checkpoint_step, find_trainer_checkpoint, without_trainer_trackio
-from common.config import UserError, parse, run_main, setting
+from common.config import ConfigError, UserError, parse, run_main, setting
 from common.data import BalancedArguments, summary_line
 from common.distributed import one_gpu_per_process
 from common.io import write_json
 from common.metrics import scalar_metrics
 from common.tracking import RunLogger, configure_trainer_tracking
-from mistral.evaluate import batch_size_setting, evaluate_reviews
+from mistral.evaluate import evaluate_reviews
 from mistral.learning_guard import LearningGuard
-from common.precision import dtype_record, precision, trainer_fields
+from common.precision import choose, precision_record, trainer_fields
 from mistral.data import balanced_splits
 from mistral.model import ModelArguments, add_lora, load_base, load_tokenizer
 from mistral.prompts import PromptArguments, make_format
@@ -44,14 +44,13 @@ from mistral.prompts import PromptArguments, make_format
 
 @dataclass
 class ScriptArguments:
-    eval_batch_size: int = batch_size_setting()
     merge: bool = setting(False, "also write merged/: unquantised base weights with the adapter folded in")
 
 SETTINGS = (ScriptArguments, BalancedArguments, ModelArguments, PromptArguments, SFTConfig)
-# The script's defaults where TRL's would not run it: mixed precision follows ModelArguments.dtype (configure sets
+# The script's defaults where TRL's would not run it: mixed precision follows ModelArguments.precision (configure sets
 # bf16 or fp16), and TRL's bf16=True would already fail at parsing on a machine without bf16; the best epoch is
-# chosen on eval accuracy, so there must be evaluations.
-SFT_DEFAULTS = {"bf16": False, "eval_strategy": "epoch", "save_strategy": "epoch"}
+# chosen on eval accuracy, so there must be evaluations. per_device_eval_batch_size is also label scoring's batch.
+DEFAULTS = {"bf16": False, "eval_strategy": "epoch", "save_strategy": "epoch", "per_device_eval_batch_size": 8}
 
 
 class EvalAccuracy(TrainerCallback):
@@ -79,8 +78,8 @@ class EvalAccuracy(TrainerCallback):
 
 
 def configure(sft: SFTConfig, model_args: ModelArguments) -> SFTConfig:
-    """Mixed precision from the compute dtype; paged optimizers need CUDA, so CPU runs fall back to plain AdamW."""
-    changes = {**trainer_fields(precision(model_args.dtype)), "completion_only_loss": True}
+    """Mixed precision from the precision setting; paged optimizers need CUDA, so CPU runs fall back to plain AdamW."""
+    changes = {**trainer_fields(choose(model_args.precision)[0]), "completion_only_loss": True}
     if not torch.cuda.is_available() and sft.optim.startswith("paged_"):
         print(f"no GPU: optim {sft.optim} -> adamw_torch")
         changes["optim"] = "adamw_torch"
@@ -106,15 +105,22 @@ def to_dataset(fmt, df) -> datasets.Dataset:
     return datasets.Dataset.from_list([fmt.example(t, y) for t, y in zip(df["text"], df["label"])])
 
 
-def check_settings(data_args, model_args, prompt_args, sft):
-    """Everything that can be wrong with the settings fails here, before the (long) model load."""
+def check_settings(model_args, sft):
+    """The settings against each other and the run folder, before any data, tokenizer or model is loaded."""
+    if sft.eval_strategy == "no":
+        raise ConfigError("eval_strategy: the best epoch is chosen on eval accuracy: expected epoch or steps, got no")
+    sft = one_gpu_per_process(configure(sft, model_args), "mistral.train_sft")  # also forms the process group
+    return sft, find_trainer_checkpoint(sft.resume_from_checkpoint, sft.output_dir)
+
+
+def load_data_and_format(data_args, model_args, prompt_args, sft):
+    """The balanced splits and the prompt format (the tokenizer checked against max_length): cheap, so before the
+    (long) model load."""
     splits, manifest = balanced_splits(data_args)
     for name, info in manifest["splits"].items():
         print(summary_line(name, info))
     tokenizer = load_tokenizer(model_args.model_name_or_path, sft.trust_remote_code)
-    fmt = make_format(tokenizer, prompt_args, sft.max_length)
-    sft = one_gpu_per_process(configure(sft, model_args), "mistral.train_sft")  # also forms the process group
-    return splits, manifest, fmt, sft, find_trainer_checkpoint(sft.resume_from_checkpoint, sft.output_dir)
+    return splits, manifest, make_format(tokenizer, prompt_args, sft.max_length)
 
 
 def adapters_in_fp32(model) -> None:
@@ -126,11 +132,11 @@ def adapters_in_fp32(model) -> None:
             param.data = param.data.float()
 
 
-def fine_tune(model, fmt, splits, sft, script, logger, resume, out: Path):
+def fine_tune(model, fmt, splits, sft, logger, resume, out: Path):
     """LoRA SFT with eval accuracy after every evaluation; returns the trainer, the best epoch's record and the
     Trainer's train() metrics. The best adapter is in out/best_adapter on disk."""
     val = splits["validation"]
-    accuracy = EvalAccuracy(fmt, val["text"].tolist(), val["label"].tolist(), script.eval_batch_size,
+    accuracy = EvalAccuracy(fmt, val["text"].tolist(), val["label"].tolist(), sft.per_device_eval_batch_size,
                             out / "best_adapter", resume=resume is not None)
     samples_per_step = sft.per_device_train_batch_size * sft.gradient_accumulation_steps * sft.world_size
     callbacks = [LearningGuard(), accuracy] + ([MetricsLogger(logger, samples_per_step)] if logger else [])
@@ -156,14 +162,15 @@ def load_best_adapter(model, folder: Path) -> None:
 
 
 def main(argv=None) -> dict | None:
-    script, data_args, model_args, prompt_args, sft = parse(SETTINGS, argv, defaults=SFT_DEFAULTS)
+    script, data_args, model_args, prompt_args, sft = parse(SETTINGS, argv, defaults=DEFAULTS)
     start = time.perf_counter()
     logged_here = configure_trainer_tracking(sft.report_to, sft.output_dir)  # before any data or model is loaded
-    splits, manifest, fmt, sft, resume = check_settings(data_args, model_args, prompt_args, sft)
+    sft, resume = check_settings(model_args, sft)
+    splits, manifest, fmt = load_data_and_format(data_args, model_args, prompt_args, sft)
     out, test = Path(sft.output_dir), splits["test"]
 
     set_seed(sft.seed)  # before the model: the LoRA weights are drawn in add_lora, before the Trainer seeds
-    model, tokenizer = load_base(model_args.model_name_or_path, model_args.load_in_4bit, model_args.dtype,
+    model, tokenizer = load_base(model_args.model_name_or_path, model_args.load_in_4bit, model_args.precision,
                                  sft.trust_remote_code, fmt.tokenizer)
     logger = None  # under a launcher, rank 0 alone writes the run folder and feeds Trackio; W&B is a Trainer callback
     if sft.process_index == 0:
@@ -171,16 +178,17 @@ def main(argv=None) -> dict | None:
         logger = RunLogger(out, config, report_to=logged_here, run_name=sft.run_name,
                            resume_step=checkpoint_step(resume))
 
-    zero_shot = zero_shot_once(model, fmt, test, manifest, script.eval_batch_size, out / "zero_shot.json")
+    zero_shot = zero_shot_once(model, fmt, test, manifest, sft.per_device_eval_batch_size,
+                               out / "zero_shot.json")
     if logger:
         logger.log({f"zero_shot/{k}": v for k, v in scalar_metrics(zero_shot).items()}, 0)
         print(f"zero-shot test accuracy {zero_shot['accuracy']:.4f}")
     model = add_lora(model, model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout,
                      model_args.lora_target_modules, model_args.load_in_4bit, sft.gradient_checkpointing)
-    trainer, best, train_metrics = fine_tune(model, fmt, splits, sft, script, logger, resume, out)
+    trainer, best, train_metrics = fine_tune(model, fmt, splits, sft, logger, resume, out)
     load_best_adapter(model, out / "best_adapter")
     tuned = evaluate_reviews(model, fmt, test["text"].tolist(), test["label"].tolist(),
-                             batch_size=script.eval_batch_size, desc="tuned",
+                             batch_size=sft.per_device_eval_batch_size, desc="tuned",
                              predictions_path=out / "predictions_tuned.parquet")
     if logger is None:
         return None
@@ -191,7 +199,7 @@ def main(argv=None) -> dict | None:
         "quantization": "nf4-double-quant" if model_args.load_in_4bit else None,
         "zero_shot": zero_shot, "tuned": tuned, "best_epoch": best["epoch"], "best_step": best["step"],
         "validation": best["validation"], "global_step": trainer.state.global_step, "manifest": manifest,
-        "num_processes": sft.world_size, **dtype_record(model_args.dtype),
+        "num_processes": sft.world_size, **precision_record(model_args.precision),
         "train_samples_per_second": train_metrics["train_samples_per_second"],
         "train_step_samples_per_second": train_metrics["train_step_samples_per_second"],
         "wall_time_s": round(time.perf_counter() - start, 1),
@@ -216,7 +224,7 @@ def merge(model_args: ModelArguments, adapter: Path, folder: Path, trust_remote_
     """Fold the adapter into unquantised base weights (merging into 4-bit weights would lose precision)."""
     from mistral.model import load_adapter
 
-    base, tokenizer = load_base(model_args.model_name_or_path, load_in_4bit=False, dtype=model_args.dtype,
+    base, tokenizer = load_base(model_args.model_name_or_path, load_in_4bit=False, precision=model_args.precision,
                                 trust_remote_code=trust_remote_code)
     merged = load_adapter(base, str(adapter)).merge_and_unload()
     merged.save_pretrained(folder)

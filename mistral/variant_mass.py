@@ -77,7 +77,7 @@ def main(argv=None) -> dict:
     tokenizer = load_tokenizer(model_args.model_name_or_path)
     fmt = make_format(tokenizer, prompt_args, args.max_length)
     sets = candidate_sets(fmt, prompt_args.answer_words)
-    model, _ = load_base(model_args.model_name_or_path, model_args.load_in_4bit, model_args.dtype,
+    model, _ = load_base(model_args.model_name_or_path, model_args.load_in_4bit, model_args.precision,
                          tokenizer=tokenizer)
     if args.adapter:
         model = load_adapter(model, args.adapter)

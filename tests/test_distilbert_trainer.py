@@ -28,7 +28,7 @@ def test_trainer_learns_and_writes_same_files_as_loop(trainer_run):
     saved = json.loads((out / "results.json").read_text())
     loop_keys = {"script", "model", "model_parameters", "test", "validation", "best_step", "global_step", "manifest",
                  "split_sizes_used",
-                 "num_processes", "mixed_precision", "precision_reason", "train_samples_per_second", "train_runtime",
+                 "num_processes", "precision", "precision_reason", "train_samples_per_second", "train_runtime",
                  "train_step_samples_per_second", "wall_time_s", "run_info"}
     assert set(saved) == loop_keys
     assert set(saved["test"]) == {"loss", "accuracy", "precision", "recall", "f1", "accuracy_negative",
@@ -68,7 +68,7 @@ def test_yaml_and_command_line_reach_training_arguments():
 
 
 @pytest.mark.parametrize("argv, match", [
-    (["--learning_rat", "1"], r"unknown key\(s\) learning_rat in command line"),
+    (["--learning_rat", "1"], r"unknown key learning_rat in command line; did you mean learning_rate\?"),
     (["--eval_strategy", "sometimes"], "eval_strategy"),
 ])
 def test_bad_settings(argv, match):

@@ -47,7 +47,7 @@ def test_label_scoring_on_cuda_equals_cpu(tiny_mistral):
     from mistral.prompts import PromptArguments, make_format
 
     reviews = make_imdb(n_train=64, n_test=0, n_dup=0)["train"]["text"].tolist()
-    model, tokenizer = load_base(str(tiny_mistral), load_in_4bit=False, dtype="fp32")
+    model, tokenizer = load_base(str(tiny_mistral), load_in_4bit=False, precision="fp32")
     fmt = make_format(tokenizer, PromptArguments(), 128)
     torch.backends.cuda.matmul.allow_tf32 = False
     on_cuda = score_margins(model.to("cuda"), fmt, reviews, batch_size=8)
@@ -60,13 +60,13 @@ def test_trainer_and_loop_pick_the_same_precision(tmp_path):
     from accelerate import Accelerator
     from transformers import TrainingArguments
 
-    from common.precision import precision
+    from common.precision import accelerate_mixed_precision, choose
     from distilbert.model import ModelArguments
     from distilbert.train_trainer import build_args
 
     args, _ = build_args(ModelArguments(), TrainingArguments(output_dir=str(tmp_path), report_to="none"))
     trainer = "bf16" if args.bf16 else "fp16" if args.fp16 else "no"
-    loop = Accelerator(mixed_precision=precision("auto")).mixed_precision
+    loop = Accelerator(mixed_precision=accelerate_mixed_precision(choose("auto")[0])).mixed_precision
     # native bf16 arrived with compute capability 8.0 (Ampere); older cards (T4, V100) emulate it: fp16 there
     expected = "bf16" if torch.cuda.get_device_capability() >= (8, 0) else "fp16"
     assert trainer == loop == expected

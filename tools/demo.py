@@ -27,7 +27,7 @@ class DemoConfig:
     out: str = setting("runs/demo", "the folder of the demo's runs")
     data_dir: str | None = setting(None, "folder with train/test.parquet; else $IMDB_DATA_DIR; else synthetic reviews")
     synthetic: bool = setting(False, "use synthetic reviews even when real ones are available")
-    n_train: int = setting(256, "training reviews for the DistilBERT runs")
+    n_train: int = setting(256, "training reviews for the DistilBERT runs", at_least=1)
 
 
 def section(title: str) -> None:
@@ -89,6 +89,9 @@ def run_mistral(mistral: Path, data_dir: str, out: Path) -> None:
                   str(out / "mistral_eval_generate")])
 
 
+SETTINGS = (DemoConfig,)
+
+
 def main(argv=None) -> Path:
     from baseline.tfidf import main as baseline
     from common.data import make_splits
@@ -96,7 +99,7 @@ def main(argv=None) -> Path:
     from analysis.report import main as report
     from mistral.architecture import main as architecture
 
-    (cfg,) = parse([DemoConfig], argv)
+    (cfg,) = parse(SETTINGS, argv)
     start = time.perf_counter()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

