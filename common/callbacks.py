@@ -7,7 +7,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from common.io import find_checkpoint
+from common.io import find_checkpoint, follow_umask
 from common.metrics import scalar_metrics
 from common.tracking import RunLogger
 
@@ -48,6 +48,9 @@ class MetricsLogger(TrainerCallback):
                     and not k.endswith(("_runtime", "_per_second"))})
         if row:
             self.logger.log(row, state.global_step)
+
+    def on_save(self, args, state, control, **kwargs):
+        follow_umask(args.output_dir)  # the Trainer's checkpoints: safetensors writes its weights owner-only
 
     @property
     def samples_per_second(self) -> float:

@@ -11,11 +11,29 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 
+def current_umask() -> int:
+    """The process's umask. os.umask can only read it by setting it, so it is set back at once."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(folder: str | Path) -> None:
+    """Give every file and folder under folder the permissions open() and mkdir() would under the umask: libraries
+    that write through temporary files (safetensors' weights, mkstemp) leave them owner-only."""
+    mask = current_umask()
+    for path in [Path(folder), *Path(folder).rglob("*")]:
+        if not path.is_symlink():
+            path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call write(tmp_path), then rename tmp_path to path, so readers see the old file or the whole new one."""
+    """Call write(tmp_path), then rename tmp_path to path, so readers see the old file or the whole new one. The
+    file gets the permissions open() would give it under the umask (mkstemp's own are owner-only)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~current_umask())
     os.close(fd)
     try:
         write(Path(tmp))
@@ -53,6 +71,7 @@ def swap_in(tmp: Path, path: Path) -> None:
     """Replace folder `path` by the finished folder `tmp`, as atomic_folder does when its block ends."""
     old = path.with_name(path.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
+    follow_umask(tmp)
     if path.exists():
         path.rename(old)
     try:
