@@ -183,13 +183,18 @@ def build_errors(runs: Path, k: int) -> str:
 @dataclass
 class ReportArguments:
     runs: str = setting("runs", "folder searched for results.json files")
-    out: str = setting("results/RESULTS.md", "the markdown file written")
-    errors: int = setting(5, "confident errors listed per evaluation in ERRORS.md (beside out); 0: no ERRORS.md")
+    out: str | None = setting(None, "the markdown file written; default: RESULTS.md in the runs folder")
+    errors: int = setting(5, "confident errors listed per evaluation in ERRORS.md (beside out); 0: no ERRORS.md",
+                          at_least=0)
+
+
+SETTINGS = (ReportArguments,)
 
 
 def main(argv=None) -> Path:
-    (args,) = parse([ReportArguments], argv)
-    runs, out = Path(args.runs), Path(args.out)
+    (args,) = parse(SETTINGS, argv)
+    runs = Path(args.runs)
+    out = Path(args.out) if args.out else runs / "RESULTS.md"
     text = build_report(runs)
     if args.errors > 0:
         errors = atomic_write(out.with_name("ERRORS.md"), lambda tmp: tmp.write_text(build_errors(runs, args.errors)))

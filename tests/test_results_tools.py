@@ -7,6 +7,7 @@ from common.config import UserError
 
 from analysis.plots import PANELS, plot_run
 from analysis.report import build_report
+from tests.conftest import ROOT
 
 
 def write_run(folder, rows, results):
@@ -211,3 +212,20 @@ def test_mutation_report_writes_the_share_killed_and_the_survivors(tmp_path, mon
     monkeypatch.setattr(mutation_report, "survivors", lambda folder: ["a.x_f__mutmut_1"])
     with pytest.raises(UserError, match="lists 1 survivors, its stats 2"):
         mutation_report.main(["--mutants", str(tmp_path / "mutants"), "--out", str(out)])
+
+
+def test_report_writes_into_the_runs_folder_and_leaves_the_committed_table_alone(tmp_path):
+    """`make report` tabulates runs/ into runs/RESULTS.md; only RUNS=results rewrites results/RESULTS.md."""
+    import subprocess
+
+    from analysis.report import main as report
+
+    runs = tmp_path / "runs"
+    (runs / "a").mkdir(parents=True)
+    (runs / "a" / "results.json").write_text(json.dumps({"script": "baseline.tfidf", "test": {"accuracy": 0.9}}))
+    assert report(["--runs", str(runs), "--errors", "0"]) == runs / "RESULTS.md"
+    assert sorted(p.name for p in runs.iterdir()) == ["RESULTS.md", "a"]
+    recipe = subprocess.run(["make", "-n", "report"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert "--runs runs" in recipe and "results/" not in recipe
+    recipe = subprocess.run(["make", "-n", "report", "RUNS=results"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert "--runs results" in recipe and "--out" not in recipe
