@@ -25,7 +25,7 @@ from common.data import LABEL_NAMES
 from common.predictions import prediction_files
 from analysis.report import evaluations
 from common.stats import wilson_interval
-from common.tracking import read_metrics
+from common.run_folder import read_metrics
 
 PANELS = [
     ("train/learning_rate", "learning rate", "the schedule: warm-up, then decay"),

@@ -18,7 +18,8 @@ from common.config import parse, run_main, setting, to_dict
 from common.data import SplitArguments, make_splits, summary_line
 from common.metrics import classification_metrics, scalar_metrics
 from common.predictions import write_predictions
-from common.tracking import RunLogger, TrackingArguments, run_folder_setting
+from common.run_folder import RunLogger, run_folder_setting
+from common.trackers import TrackingArguments
 
 
 @dataclass

@@ -9,7 +9,7 @@ from transformers import TrainerCallback
 
 from common.io import find_checkpoint, follow_umask
 from common.metrics import scalar_metrics
-from common.tracking import RunLogger
+from common.run_folder import RunLogger
 
 # Trainer log keys -> the project's metric names (those of the hand-written loop)
 TRAIN_KEYS = {"loss": "train/loss", "learning_rate": "train/learning_rate", "grad_norm": "train/grad_norm",
@@ -58,7 +58,7 @@ class MetricsLogger(TrainerCallback):
 
 
 def without_trainer_trackio(trainer) -> None:
-    """Take the Trainer's TrackioCallback out: the script's RunLogger feeds Trackio (common/tracking.py says why)."""
+    """Take the Trainer's TrackioCallback out: the script's RunLogger feeds Trackio (common/trackers.py says why)."""
     from transformers.integrations import TrackioCallback
 
     trainer.remove_callback(TrackioCallback)

@@ -38,7 +38,8 @@ from common.predictions import write_predictions
 from common.metrics import classification_metrics, scalar_metrics
 from common.precision import accelerate_mixed_precision, choose
 from common.environment import git_commit, peak_memory
-from common.tracking import RunLogger, TrackingArguments
+from common.run_folder import RunLogger
+from common.trackers import TrackingArguments
 from distilbert.data import (Collator, DataArguments, LengthGroupedBatches, RandomBatches, cache_paths,
                              limit_splits, padding_record, sorted_batches, tokenize_splits)
 from distilbert.model import ModelArguments, fit_max_length, load_model_and_tokenizer, parameter_count

@@ -28,7 +28,8 @@ from common.distributed import one_gpu_per_process
 from common.predictions import write_predictions
 from common.metrics import classification_metrics, compute_metrics
 from common.precision import choose, trainer_fields
-from common.tracking import RunLogger, configure_trainer_tracking
+from common.run_folder import RunLogger
+from common.trackers import configure_trainer_tracking
 from distilbert.data import Collator, DataArguments, limit_splits, tokenize_splits
 from distilbert.model import ModelArguments, fit_max_length, load_model_and_tokenizer, parameter_count
 from distilbert.results import RunRecord, finish_run

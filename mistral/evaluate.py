@@ -30,7 +30,8 @@ from common.data import BalancedArguments, summary_line
 from common.metrics import classification_metrics, scalar_metrics
 from common.precision import precision_record
 from common.predictions import write_predictions
-from common.tracking import RunLogger, TrackingArguments, run_folder_setting
+from common.run_folder import RunLogger, run_folder_setting
+from common.trackers import TrackingArguments
 from mistral.data import balanced_splits
 from mistral.model import ModelArguments, check_adapter_folder, load_adapter, load_base, load_tokenizer
 from mistral.prompts import PromptArguments, PromptFormat, make_format

@@ -33,7 +33,8 @@ from common.data import BalancedArguments, summary_line
 from common.distributed import one_gpu_per_process
 from common.io import write_json
 from common.metrics import scalar_metrics
-from common.tracking import RunLogger, configure_trainer_tracking
+from common.run_folder import RunLogger
+from common.trackers import configure_trainer_tracking
 from mistral.evaluate import evaluate_reviews
 from mistral.learning_guard import LearningGuard
 from common.precision import choose, precision_record, trainer_fields

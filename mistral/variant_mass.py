@@ -20,7 +20,7 @@ import torch
 from common.config import parse, run_main, setting
 from common.data import BalancedArguments
 from common.metrics import classification_metrics
-from common.tracking import RunLogger
+from common.run_folder import RunLogger
 from mistral.data import balanced_splits
 from mistral.evaluate import ScoringArguments, left_pad
 from mistral.model import ModelArguments, load_adapter, load_base, load_tokenizer

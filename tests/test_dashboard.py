@@ -93,7 +93,7 @@ LINE_COLOR = "#ff00ff"  # the first colour of the dashboard's palette: the run's
 def test_make_dashboard_lists_the_run_and_draws_its_loss_curve(tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")
     store, port = tmp_path / "trackio", free_port()
-    logger = ("from common.tracking import RunLogger\n"
+    logger = ("from common.run_folder import RunLogger\n"
               f"log = RunLogger({str(tmp_path / 'run')!r}, {{'learning_rate': 1e-4}}, 'trackio', 'browser-check')\n"
               "for step in range(1, 41):\n"
               "    log.log({'train/loss': 0.7 / step ** 0.5, 'train/learning_rate': 1e-4}, step)\n"

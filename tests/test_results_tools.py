@@ -87,7 +87,7 @@ def test_report_missing_folder(tmp_path):
 def test_every_panel_is_drawn_from_what_the_loop_logs(tiny_distilbert, imdb_dir, tmp_path):
     """A panel whose metric no script writes would stay empty on every run: the loop's own log fills them all."""
     from analysis.plots import training_figure
-    from common.tracking import read_metrics
+    from common.run_folder import read_metrics
     from distilbert.train_loop import main as train_loop
     from tests.test_distilbert_loop import args
 

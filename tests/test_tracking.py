@@ -4,8 +4,9 @@ import pytest
 import yaml
 
 from common.config import ConfigError
-from common import tracking
-from common.tracking import RunLogger, read_metrics, trackers, wandb_mode
+from common import trackers as trk
+from common.run_folder import RunLogger, read_metrics
+from common.trackers import trackers, wandb_mode
 
 
 def run(tmp_path, report_to):
@@ -66,7 +67,7 @@ def test_bad_report_to(tmp_path):
 
 
 def test_report_to_names_one_tracker_both_or_none(monkeypatch):
-    monkeypatch.setattr(tracking.importlib.util, "find_spec", lambda name: object())  # as if trackio were installed
+    monkeypatch.setattr(trk.importlib.util, "find_spec", lambda name: object())  # as if trackio were installed
     assert trackers("wandb,trackio") == ["wandb", "trackio"]
     assert trackers(["trackio"]) == ["trackio"]
     assert trackers("none") == [] and trackers(["none"]) == [] and trackers(None) == []
@@ -78,10 +79,10 @@ def test_trackio_without_its_extra_fails_at_start_with_how_to_install_it(script,
     """Before any data or model is read: the data folder does not even exist."""
     import importlib
 
-    real = tracking.importlib.util.find_spec
-    monkeypatch.setattr(tracking.importlib.util, "find_spec", lambda name: None if name == "trackio" else real(name))
+    real = trk.importlib.util.find_spec
+    monkeypatch.setattr(trk.importlib.util, "find_spec", lambda name: None if name == "trackio" else real(name))
     main = importlib.import_module(script).main
-    with pytest.raises(ConfigError, match=r"^report_to: trackio is not installed: pip install -e '\.\[dashboard\]'$"):
+    with pytest.raises(ConfigError, match=r"^report_to: trackio is not installed \(make setup installs it\)$"):
         main(["--report_to", "wandb,trackio", "--data_dir", str(tmp_path / "absent"),
               "--output_dir", str(tmp_path / "run")])
 
