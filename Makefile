@@ -190,18 +190,20 @@ bench-cpu: models
 bench-allocator: models
 	$(PY) -m tools.bench_allocator --steps 40 $(BENCH_ARGS)
 
-# make compare A=runs/distilbert_loop B=runs/distilbert_trainer [OUT=comparison.json]   (or A=runs/mistral_sft alone)
+# make compare A=runs/distilbert_loop B=runs/distilbert_trainer [OUT=comparison.json]   (or A=runs/mistral_sft alone;
+# two Mistral runs: ARGS="--evaluation tuned")
 compare:
-	$(PY) -m analysis.compare --runs $(A)$(if $(B),$(comma)$(B)) $(if $(OUT),--out $(OUT))
+	$(PY) -m analysis.compare --runs $(A)$(if $(B),$(comma)$(B)) $(if $(OUT),--out $(OUT)) $(ARGS)
 
 # make plots RUN=runs/distilbert_loop [TO=images/distilbert/]
 plots:
 	$(PY) -m analysis.plots --run $(RUN) $(if $(TO),--to $(TO))
 
-# make report [RUNS=runs]: RESULTS.md (and ERRORS.md) in the RUNS folder; RUNS=results rewrites the committed table
+# make report [RUNS=runs]: RESULTS.md (and ERRORS.md) in the RUNS folder; RUNS=results rewrites the committed
+# results/RESULTS.md and the README's results table
 RUNS ?= runs
 report:
-	$(PY) -m analysis.report --runs $(RUNS)
+	$(PY) -m analysis.report --runs $(RUNS) $(if $(filter results,$(RUNS)),--readme README.md --errors 0)
 
 # The local Trackio dashboard of every run logged with REPORT_TO=trackio (runs live under $TRACKIO_DIR, by default
 # ~/.cache/huggingface/trackio), on 127.0.0.1: make dashboard [PORT=7861].

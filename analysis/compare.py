@@ -4,6 +4,7 @@ interval, and McNemar's exact test of whether the difference is more than chance
     make compare A=runs/distilbert_loop B=runs/distilbert_trainer [OUT=comparison.json]
     python -m analysis.compare --runs runs/distilbert_loop,runs/distilbert_trainer
     python -m analysis.compare --runs runs/mistral_sft      # one Mistral run: zero-shot against tuned
+    python -m analysis.compare --runs runs/a/mistral_sft,runs/b/mistral_sft --evaluation tuned   # two Mistral runs
 
 Reads each run's predictions (predictions.parquet; a Mistral SFT run has predictions_zero_shot.parquet and
 predictions_tuned.parquet) and refuses runs whose test sets differ: the manifests' test sha256 must match, and so
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Literal
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +26,13 @@ from common.predictions import prediction_files
 from common.stats import mcnemar_exact, wilson_interval
 
 
-def evaluations(run: Path) -> list[tuple[str, Path]]:
-    """(name, predictions file) of each test evaluation a run folder holds."""
+def evaluations(run: Path, only: str | None = None) -> list[tuple[str, Path]]:
+    """(name, predictions file) of each test evaluation a run folder holds (only zero-shot or tuned: that one)."""
     found = prediction_files(run)
     if not found:
         raise UserError(f"{run}: no predictions.parquet (runs write it since error bars came in; run it again)")
+    if only and found[0][0]:
+        found = [(label, path) for label, path in found if label == only]
     return [(f"{run} ({label})" if label else str(run), path) for label, path in found]
 
 
@@ -83,6 +87,7 @@ def describe(r: dict) -> str:
 class CompareArguments:
     runs: list[str] = setting([], "two run folders, or one Mistral SFT run (zero-shot against tuned), comma-separated")
     out: str | None = setting(None, "also write the comparison to this JSON file (e.g. to commit under results/)")
+    evaluation: Literal["zero-shot", "tuned"] | None = setting(None, "of two Mistral SFT runs, the evaluation to pair")
 
 
 SETTINGS = (CompareArguments,)
@@ -93,9 +98,10 @@ def main(argv=None) -> dict:
     runs = [Path(r) for r in args.runs]
     if not 1 <= len(runs) <= 2:
         raise UserError("runs: give one or two run folders")
-    found = [e for run in runs for e in evaluations(run)]
+    found = [e for run in runs for e in evaluations(run, args.evaluation)]
     if len(found) != 2:
-        raise UserError("need exactly two evaluations: two runs, or one Mistral run with zero-shot and tuned")
+        raise UserError("need exactly two evaluations: two runs, one Mistral run (zero-shot and tuned), or two "
+                        "Mistral runs and --evaluation zero-shot or tuned")
     hashes = {test_sha256(run) for run in runs} - {None}
     if len(hashes) > 1:
         raise UserError(f"{runs[0]} and {runs[1]}: their manifests name different test sets (test sha256 differs)")

@@ -65,7 +65,9 @@ def without_trainer_trackio(trainer) -> None:
 
 
 def find_trainer_checkpoint(value: str | None, output_dir: str) -> Path | None:
-    """The Trainer checkpoint that `resume_from_checkpoint` names: a folder, or "latest" (the newest checkpoint-N)."""
+    """The Trainer checkpoint that `resume_from_checkpoint` names: a folder, or "latest" (the newest finished
+    checkpoint-N). Not transformers' get_last_checkpoint: that takes the newest checkpoint-N folder even when a save
+    cut short left it without trainer_state.json."""
     return find_checkpoint(value, output_dir, "checkpoint", "trainer_state.json")
 
 

@@ -1,10 +1,14 @@
-"""Loading an encoder for sequence classification, from the Hub or a local folder, with one-line errors."""
+"""Loading an encoder for sequence classification, from the Hub or a local folder, with one-line errors; run, it
+prints distilbert-base-uncased's architecture table (docs/distilbert.md).
+
+    python -m distilbert.model
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.config import RemoteCodeArguments, UserError, setting
+from common.config import RemoteCodeArguments, UserError, parse, run_main, setting
 from common.data import LABEL_NAMES
 from common.io import check_model_path, model_load_error
 from common.precision import PrecisionArguments
@@ -17,10 +21,6 @@ LABEL2ID = {v: k for k, v in ID2LABEL.items()}
 class ModelArguments(PrecisionArguments, RemoteCodeArguments):
     """The loop's and the Trainer's model settings."""
     model_name_or_path: str = setting("distilbert-base-uncased", "Hub id or local folder of the encoder to fine-tune")
-
-
-def parameter_count(model) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def load_model_and_tokenizer(name: str, trust_remote_code: bool = False, num_labels: int = 2):
@@ -86,5 +86,10 @@ def architecture_table(config_file: str | Path = BASE_CONFIG) -> str:
                       *[f"| {name} | {value:,} |" for name, value in rows]])
 
 
-if __name__ == "__main__":
+def main(argv=None) -> None:
+    parse((), argv)  # no settings: --help prints the usage, anything else is an error
     print(architecture_table())
+
+
+if __name__ == "__main__":
+    run_main(main)

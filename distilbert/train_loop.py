@@ -42,7 +42,7 @@ from common.run_folder import RunLogger
 from common.trackers import TrackingArguments
 from distilbert.data import (Collator, DataArguments, LengthGroupedBatches, RandomBatches, cache_paths,
                              limit_splits, padding_record, sorted_batches, tokenize_splits)
-from distilbert.model import ModelArguments, fit_max_length, load_model_and_tokenizer, parameter_count
+from distilbert.model import ModelArguments, fit_max_length, load_model_and_tokenizer
 from distilbert.results import RunRecord, finish_run
 
 
@@ -356,7 +356,8 @@ def main(argv=None) -> dict | None:
     # step time of the part before the resume too, which this train() call's wall time does not cover
     trained_here = state["train_samples"] - resumed.get("train_samples", 0)
     return finish_run(logger, RunRecord(
-        script="distilbert.train_loop", model=cfg.model_name_or_path, model_parameters=parameter_count(model),
+        script="distilbert.train_loop", model=cfg.model_name_or_path,
+        model_parameters=accelerator.unwrap_model(model).num_parameters(),
         test=test, validation=json.loads((best / "best.json").read_text())["validation"],
         best_step=state["best_step"], global_step=state["global_step"], manifest=manifest,
         split_sizes_used={k: len(v) for k, v in data.items()}, num_processes=accelerator.num_processes,

@@ -31,7 +31,7 @@ from common.precision import choose, trainer_fields
 from common.run_folder import RunLogger
 from common.trackers import configure_trainer_tracking
 from distilbert.data import Collator, DataArguments, limit_splits, tokenize_splits
-from distilbert.model import ModelArguments, fit_max_length, load_model_and_tokenizer, parameter_count
+from distilbert.model import ModelArguments, fit_max_length, load_model_and_tokenizer
 from distilbert.results import RunRecord, finish_run
 
 
@@ -88,7 +88,7 @@ def main(argv=None) -> dict | None:
                       splits["test"]["label"].tolist(), per_example["prediction"], per_example["score"])
     return finish_run(logger, RunRecord(
         script="distilbert.train_trainer", model=model_args.model_name_or_path,
-        model_parameters=parameter_count(trainer.model), test=test, validation=validation,
+        model_parameters=trainer.model.num_parameters(), test=test, validation=validation,
         best_step=best_step(trainer), global_step=trainer.state.global_step, manifest=manifest,
         split_sizes_used={k: len(v) for k, v in data.items()}, num_processes=args.world_size,
         precision="bf16" if args.bf16 else "fp16" if args.fp16 else "fp32", precision_reason=precision_reason,
@@ -101,19 +101,19 @@ def main(argv=None) -> dict | None:
 def split_metrics(trainer: Trainer, dataset, name: str) -> tuple[dict, dict]:
     """The full metrics (confusion matrix included) of the current model on one split, and each example's
     prediction and P(positive) in split order."""
-    out = trainer.predict(dataset, metric_key_prefix=name)
+    # With group_by_length the Trainer also evaluates in length-grouped order; predicted with sequential sampling,
+    # each prediction is at its example's position (the labels are checked to have come back in that order).
+    strategy, trainer.args.train_sampling_strategy = trainer.args.train_sampling_strategy, "random"
+    try:
+        out = trainer.predict(dataset, metric_key_prefix=name)
+    finally:
+        trainer.args.train_sampling_strategy = strategy
+    if not (np.asarray(dataset["labels"]) == out.label_ids).all():
+        raise RuntimeError(f"{name}: predictions came back in an order other than the split's")
     predictions = np.argmax(out.predictions, -1)
     metrics = {"loss": out.metrics[f"{name}_loss"], **classification_metrics(out.label_ids, predictions)}
-    # With group_by_length the Trainer also evaluates in length-grouped order (a seeded sampler): put each
-    # prediction back at its example's position, and check the labels came back in that order too.
-    sampler = trainer._get_eval_sampler(dataset)
-    order = np.asarray(list(sampler) if sampler is not None else range(len(dataset)))
-    if not (np.asarray(dataset["labels"])[order] == out.label_ids).all():
-        raise RuntimeError(f"{name}: predictions came back in an order other than the evaluation sampler's")
-    in_place = np.empty_like(out.predictions)
-    in_place[order] = out.predictions
-    scores = torch.from_numpy(in_place).float().softmax(-1)[:, 1].tolist()
-    return metrics, {"prediction": np.argmax(in_place, -1).tolist(), "score": scores}
+    scores = torch.from_numpy(out.predictions).float().softmax(-1)[:, 1].tolist()
+    return metrics, {"prediction": predictions.tolist(), "score": scores}
 
 
 def best_step(trainer: Trainer) -> int | None:

@@ -15,7 +15,6 @@ merged/ (the base model with the adapter folded in).
 from __future__ import annotations
 
 import dataclasses
-import gc
 import json
 import time
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from pathlib import Path
 import datasets
 import torch
 from accelerate import PartialState
+from accelerate.utils import release_memory
 from transformers import TrainerCallback, set_seed
 from trl import SFTConfig, SFTTrainer
 
@@ -209,16 +209,9 @@ def main(argv=None) -> dict | None:
     print(f"test accuracy: zero-shot {zero_shot['accuracy']:.4f} -> tuned {tuned['accuracy']:.4f} "
           f"(best epoch {best['epoch']:.0f})  -> {out}/results.json")
     if script.merge:  # after results.json, with the training model gone: the merge loads a second, unquantised copy
-        del model, trainer
-        free_memory()
+        model, trainer = release_memory(model, trainer)
         merge(model_args, out / "best_adapter", out / "merged", sft.trust_remote_code)
     return results
-
-
-def free_memory() -> None:
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def merge(model_args: ModelArguments, adapter: Path, folder: Path, trust_remote_code: bool = False) -> None:

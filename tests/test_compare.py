@@ -69,3 +69,19 @@ def test_unparsed_answers_count_as_wrong(tmp_path):
     b = fake_run(tmp_path / "b", labels, labels)
     assert compare(["--runs", f"{a},{b}"])["accuracy_a"] == 0.5
     assert pd.read_parquet(a / "predictions.parquet")["prediction"].isna().sum() == 2
+
+
+def test_two_mistral_runs_pair_the_evaluation_asked_for(tmp_path):
+    """Two SFT runs hold two evaluations each: --evaluation picks which to pair (bf16 against fp32, say)."""
+    labels = [0, 1] * 20
+    runs = []
+    for name, zero_shot, tuned in (("bf16", [1] * 40, list(labels)), ("fp32", [1] * 40, [1 - y for y in labels])):
+        run = fake_run(tmp_path / name, labels, zero_shot, name="predictions_zero_shot.parquet")
+        runs.append(fake_run(run, labels, tuned, name="predictions_tuned.parquet"))
+    pair = f"{runs[0]},{runs[1]}"
+    with pytest.raises(UserError, match="--evaluation zero-shot or tuned"):
+        compare(["--runs", pair])
+    tuned = compare(["--runs", pair, "--evaluation", "tuned"])
+    assert tuned["a"].endswith("(tuned)") and (tuned["accuracy_a"], tuned["accuracy_b"]) == (1.0, 0.0)
+    zero_shot = compare(["--runs", pair, "--evaluation", "zero-shot"])
+    assert zero_shot["difference"] == 0 and zero_shot["p_value"] == 1.0
