@@ -302,3 +302,31 @@ def test_a_too_long_max_length_is_clamped_to_the_model(tiny_distilbert, imdb_dir
     assert results["global_step"] == 2
     assert "using its limit, 512 tokens" in capsys.readouterr().out
     assert "max_length: 512" in (tmp_path / "run" / "config.yaml").read_text()
+
+
+def test_gradient_accumulation_of_two_batches_of_8_is_one_step_on_16(tiny_distilbert, imdb_dir, tmp_path, monkeypatch):
+    """With random batches the two settings see the same 16 reviews in the first step (one permutation, cut in 8s or
+    16s): with dropout off, the 2 x 8 accumulated gradient is the gradient on 16 (its norm before clipping, and the
+    loss, logged at step 1), where a missing or doubled division by the accumulation would double or halve it."""
+    monkeypatch.setattr(torch.nn.Dropout, "forward", lambda self, x: x)
+    first = {}
+    for name, batch, accumulation in (("one_16", "16", "1"), ("two_8", "8", "2")):
+        loop.main(args(tiny_distilbert, imdb_dir, tmp_path / name, tmp_path, "--batching", "random", "--max_steps", "1",
+                       "--per_device_train_batch_size", batch, "--gradient_accumulation_steps", accumulation,
+                       "--logging_steps", "1", "--max_train_samples", "64", "--precision", "fp32"))
+        first[name] = next(r for r in read_jsonl(tmp_path / name / "metrics.jsonl") if "train/grad_norm" in r)
+    assert first["one_16"]["train/grad_norm"] > 0
+    assert first["two_8"]["train/grad_norm"] == pytest.approx(first["one_16"]["train/grad_norm"], rel=1e-4)
+    assert first["two_8"]["train/loss"] == pytest.approx(first["one_16"]["train/loss"], rel=1e-5)
+
+
+def test_accumulation_steps_once_per_group_and_at_each_epochs_end(tiny_distilbert, imdb_dir, tmp_path):
+    """100 reviews in batches of 16: 7 batches an epoch, the last of 4; accumulating 3, an epoch is 3 optimizer steps
+    (batches 1-3, 4-6, 7), so 2 epochs are 6, and the schedule stepped 6 times."""
+    results = loop.main(args(tiny_distilbert, imdb_dir, tmp_path / "run", tmp_path, "--num_train_epochs", "2",
+                             "--max_train_samples", "100", "--gradient_accumulation_steps", "3"))
+    assert results["global_step"] == 6
+    last = sorted((tmp_path / "run" / "checkpoints").iterdir())[-1]
+    assert last.name == "step-0000006"
+    assert torch.load(last / "custom_checkpoint_0.pkl", weights_only=False)["last_epoch"] == 6
+    assert json.loads((last / "state.json").read_text())["train_samples"] == 200

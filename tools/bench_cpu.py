@@ -73,7 +73,8 @@ def eval_batch_size(cfg: BenchConfig, splits: dict) -> dict:
     model, tokenizer = load_model_and_tokenizer(cfg.encoder)
     dataset = tokenize(splits["validation"].iloc[:128], tokenizer, 256)
     collate, accelerator = Collator(tokenizer.pad_token_id), Accelerator(cpu=True, mixed_precision="no")
-    seconds = side_by_side({f"batch {b}": lambda b=b: evaluate_split(model, dataset, collate, accelerator, b, "eval")
+    seconds = side_by_side({f"batch {b}": lambda b=b: evaluate_split(model, dataset, collate, accelerator,
+                                                                     batch_size=b, desc="eval")
                             for b in EVAL_BATCH_SIZES}, cfg.steps)
     return {"reference": "batch 64", "seconds": seconds}
 
