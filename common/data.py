@@ -85,7 +85,7 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> str | None:
     return str(data_dir) if data_dir else os.environ.get("IMDB_DATA_DIR") or None
 
 
-def validate(df: pd.DataFrame, name: str) -> pd.DataFrame:
+def check_and_clean(df: pd.DataFrame, name: str) -> pd.DataFrame:
     """Check the schema and values of one raw split; return it cleaned, with int labels."""
     missing = [c for c in ("text", "label") if c not in df.columns]
     if missing:
@@ -117,7 +117,7 @@ def read_split_file(path: Path) -> pd.DataFrame:
         df = pd.read_parquet(path)
     except Exception as e:  # pyarrow raises several types for corrupt or non-parquet files
         raise DataError(f"{path}: cannot read as parquet ({first_line(e)})") from None
-    return validate(df, str(path))
+    return check_and_clean(df, str(path))
 
 
 def load_imdb(data_dir: str | os.PathLike | None = None) -> dict[str, pd.DataFrame]:
@@ -127,7 +127,7 @@ def load_imdb(data_dir: str | os.PathLike | None = None) -> dict[str, pd.DataFra
         import datasets
 
         ds = datasets.load_dataset(HUB_ID)
-        return {s: validate(ds[s].to_pandas(), f"{HUB_ID}:{s}") for s in ("train", "test")}
+        return {s: check_and_clean(ds[s].to_pandas(), f"{HUB_ID}:{s}") for s in ("train", "test")}
     folder = Path(data_dir)
     if not folder.is_dir():
         raise DataError(f"{folder}: data folder not found (expected a folder with train.parquet and test.parquet)")
@@ -205,6 +205,7 @@ def make_splits(
     protocol: str = "random_70_10_20",
     seed: int = 42,
     data_dir: str | os.PathLike | None = None,
+    *,
     n_train: int = 900,
     n_eval: int = 100,
     n_test: int = 2500,

@@ -36,7 +36,7 @@ def native_bf16_cpu() -> bool:
                for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
 
 
-def choose(setting: str = "auto") -> tuple[str, str]:
+def resolve_precision(setting: str = "auto") -> tuple[str, str]:
     """The precision a setting resolves to ("bf16", "fp16" or "fp32") and the reason, printed once per process for
     each distinct choice."""
     if setting != "auto":
@@ -55,7 +55,7 @@ def choose(setting: str = "auto") -> tuple[str, str]:
 
 def precision_record(setting: str = "auto") -> dict:
     """results.json's record of the precision a run computed in, and why."""
-    chosen, reason = choose(setting)
+    chosen, reason = resolve_precision(setting)
     return {"precision": chosen, "precision_reason": reason}
 
 
@@ -74,4 +74,4 @@ def trainer_fields(chosen: str) -> dict:
 
 def compute_dtype(setting: str = "auto") -> torch.dtype:
     """The torch dtype of a precision setting (auto, fp32, bf16 or fp16)."""
-    return DTYPES[choose(setting)[0]]
+    return DTYPES[resolve_precision(setting)[0]]

@@ -27,7 +27,7 @@ from common.data import make_splits, summary_line
 from common.distributed import one_gpu_per_process
 from common.predictions import write_predictions
 from common.metrics import classification_metrics, compute_metrics
-from common.precision import choose, trainer_fields
+from common.precision import resolve_precision, trainer_fields
 from common.run_folder import RunLogger
 from common.trackers import configure_trainer_tracking
 from distilbert.data import Collator, DataArguments, limit_splits, tokenize_splits
@@ -39,7 +39,7 @@ def build_args(model_args: ModelArguments, args: TrainingArguments) -> tuple[Tra
     """Mixed precision from the script's `auto` setting, unless --bf16 or --fp16 says otherwise; and why."""
     if args.bf16 or args.fp16:
         return args, "set explicitly (--bf16 or --fp16)"
-    chosen, reason = choose(model_args.precision)
+    chosen, reason = resolve_precision(model_args.precision)
     return dataclasses.replace(args, **trainer_fields(chosen)), reason
 
 
@@ -50,7 +50,7 @@ def main(argv=None) -> dict | None:
     model_args, data_args, args = parse(SETTINGS, argv)
     args, precision_reason = build_args(model_args, args)
     args = one_gpu_per_process(args, "distilbert.train_trainer")
-    logged_here = configure_trainer_tracking(args.report_to, args.output_dir)
+    run_logger_reports_to = configure_trainer_tracking(args.report_to, args.output_dir)
     resume = find_trainer_checkpoint(args.resume_from_checkpoint, args.output_dir)
     start = time.perf_counter()
     set_seed(args.seed)  # before the model: its new classification head is drawn now, not when the Trainer seeds
@@ -68,7 +68,7 @@ def main(argv=None) -> dict | None:
             print(summary_line(name, {**manifest["splits"][name], "size": len(df)}))
         config = {**dataclasses.asdict(model_args), **dataclasses.asdict(data_args), **args.to_dict()}
         # W&B is the Trainer's own (report_to); this logger writes the run folder's files and feeds Trackio
-        logger = RunLogger(args.output_dir, config, report_to=logged_here, run_name=args.run_name,
+        logger = RunLogger(args.output_dir, config, report_to=run_logger_reports_to, run_name=args.run_name,
                            resume_step=checkpoint_step(resume))
     samples_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
     metrics_logger = MetricsLogger(logger, samples_per_step) if logger else None

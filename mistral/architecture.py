@@ -66,7 +66,8 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Ten
 class RollingBufferCache:
     """A KV cache of `window` slots per layer: position p lives in slot p % window."""
 
-    def __init__(self, n_layers: int, batch: int, n_kv_heads: int, window: int, head_dim: int, dtype=torch.float32):
+    def __init__(self, n_layers: int, batch: int, n_kv_heads: int, window: int, head_dim: int, *,
+                 dtype=torch.float32):
         self.window = window
         self.k = torch.zeros(n_layers, batch, n_kv_heads, window, head_dim, dtype=dtype)
         self.v = torch.zeros_like(self.k)
@@ -108,7 +109,8 @@ class MiniMistral:
         } for layer in m.layers]
 
     def new_cache(self, batch: int = 1) -> RollingBufferCache:
-        return RollingBufferCache(len(self.layers), batch, self.n_kv, self.window, self.head_dim, self.embed.dtype)
+        return RollingBufferCache(len(self.layers), batch, self.n_kv, self.window, self.head_dim,
+                                  dtype=self.embed.dtype)
 
     def _qkv(self, w: dict, h: torch.Tensor, positions: torch.Tensor):
         b, n, _ = h.shape

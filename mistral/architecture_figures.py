@@ -27,7 +27,7 @@ def _colors(*names):
     return ListedColormap(list(names))
 
 
-def grid(ax, matrix, title, cmap, xlabel="key position j", ylabel="query position i") -> None:
+def grid(ax, matrix, title, cmap, *, xlabel="key position j", ylabel="query position i") -> None:
     ax.imshow(matrix, cmap=cmap, vmin=0, vmax=cmap.N - 1)
     ax.set_title(title, fontsize=11)
     ax.set_xlabel(xlabel)

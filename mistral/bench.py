@@ -116,7 +116,8 @@ def measure_train_step(cfg: BenchConfig, model) -> dict:
     from mistral.model import ModelArguments, add_lora
 
     lora = ModelArguments()
-    model = add_lora(model, lora.lora_r, lora.lora_alpha, lora.lora_dropout, lora.lora_target_modules,
+    model = add_lora(model, r=lora.lora_r, alpha=lora.lora_alpha, dropout=lora.lora_dropout,
+                     target_modules=lora.lora_target_modules,
                      quantized=True)
     params = [p for p in model.parameters() if p.requires_grad]
     if torch.cuda.is_available():
@@ -170,7 +171,7 @@ def train_step_report(cfg: BenchConfig) -> dict:
     return report
 
 
-def time_scoring_and_generation(model, fmt, reviews: list[str], batch_size: int, max_new_tokens: int,
+def time_scoring_and_generation(model, fmt, reviews: list[str], *, batch_size: int, max_new_tokens: int,
                                 n_generate: int | None = None) -> tuple[dict, list[int], list[int | None]]:
     """Reviews/s of label scoring (batched) and of greedy generation (one at a time; over the first n_generate
     reviews, as it is the slow one), after a warm-up batch; and the predictions of each."""
@@ -220,7 +221,8 @@ def main(argv=None) -> dict:
                                                                   + reviews, Path(tmp) / "model"))
         model, tokenizer = load_base(name, cfg.load_in_4bit)
     fmt = make_format(tokenizer, prompt, cfg.max_length)
-    rates, scored, generated = time_scoring_and_generation(model, fmt, reviews, cfg.batch_size, cfg.max_new_tokens)
+    rates, scored, generated = time_scoring_and_generation(model, fmt, reviews, batch_size=cfg.batch_size,
+                                                               max_new_tokens=cfg.max_new_tokens)
     preds = {"scoring, variants summed": scored}
     fmt_one = make_format(tokenizer, dataclasses.replace(prompt, answer_variants=False), cfg.max_length)
     preds["scoring, first token only"] = score_labels(model, fmt_one, reviews, cfg.batch_size)

@@ -7,4 +7,5 @@ from common.data import BalancedArguments, make_splits
 
 def balanced_splits(args: BalancedArguments):
     """(splits, manifest) of the balanced protocol: exactly half-positive train, validation and test."""
-    return make_splits("balanced", args.split_seed, args.data_dir, args.n_train, args.n_eval, args.n_test)
+    return make_splits("balanced", args.split_seed, args.data_dir, n_train=args.n_train, n_eval=args.n_eval,
+                       n_test=args.n_test)

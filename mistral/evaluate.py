@@ -133,7 +133,7 @@ def generate_metrics(labels: list[int], preds: list[int | None]) -> dict:
             "parsed": classification_metrics(*zip(*parsed)) if parsed else None}
 
 
-def evaluate_reviews(model, fmt: PromptFormat, reviews: list[str], labels: list[int], mode: str = "score",
+def evaluate_reviews(model, fmt: PromptFormat, reviews: list[str], labels: list[int], *, mode: str = "score",
                      batch_size: int = 8, answer_words: list[str] | None = None, max_new_tokens: int = 5,
                      desc: str = "score", predictions_path: Path | None = None) -> dict:
     """Metrics of one evaluation: accuracy, per-class accuracy, macro F1, confusion matrix, n (+ unparsed); with
@@ -173,8 +173,9 @@ def main(argv=None) -> dict | None:
     if args.adapter:
         model = load_adapter(model, args.adapter)
     df = splits[args.split]
-    metrics = evaluate_reviews(model, fmt, df["text"].tolist(), df["label"].tolist(), args.mode, args.batch_size,
-                               prompt_args.answer_words, args.max_new_tokens,
+    metrics = evaluate_reviews(model, fmt, df["text"].tolist(), df["label"].tolist(), mode=args.mode,
+                               batch_size=args.batch_size, answer_words=prompt_args.answer_words,
+                               max_new_tokens=args.max_new_tokens,
                                predictions_path=Path(args.output_dir) / "predictions.parquet")
     if not state.is_main_process:  # every rank has the gathered metrics; rank 0 alone writes and reports them
         return None

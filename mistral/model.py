@@ -76,7 +76,7 @@ def keep_4bit_layers_trainable(model) -> int:
     return len(layers)
 
 
-def add_lora(model, r: int, alpha: int, dropout: float, target_modules: list[str], quantized: bool,
+def add_lora(model, *, r: int, alpha: int, dropout: float, target_modules: list[str], quantized: bool,
              gradient_checkpointing: bool = True):
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 

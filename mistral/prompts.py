@@ -26,7 +26,7 @@ class PromptArguments:
     answer_variants: bool = setting(True, "label scoring sums each label's case and leading-space variants")
 
 
-PROBE = "A film."   # the review with which answers are tokenised where they stand, after a prompt
+SAMPLE_REVIEW = "A film."   # the review with which answers are tokenised where they stand, after a prompt
 
 
 @dataclass
@@ -84,13 +84,13 @@ class PromptFormat:
     def after_prompt(self, text: str) -> list[int] | None:
         """The ids that `text` (the probe's prompt followed by more) adds after the prompt's own ids, or None when
         the addition merges with the prompt's last token."""
-        prompt, full = self.encode_prompt(PROBE), self.encode(text)
+        prompt, full = self.encode_prompt(SAMPLE_REVIEW), self.encode(text)
         return full[len(prompt):] if full[:len(prompt)] == prompt and len(full) > len(prompt) else None
 
     def completion(self, word: str) -> list[int]:
         """Answer + EOS, tokenised as the chat template renders an assistant turn (Mistral: "▁positive </s>";
         ChatML: "positive <|im_end|>"), cut after EOS: a template's trailing newline is not part of the answer."""
-        ids = self.after_prompt(self.render(PROBE, word))
+        ids = self.after_prompt(self.render(SAMPLE_REVIEW, word))
         if ids is None:
             raise UserError(f"answer word {word!r} merges with the end of the prompt; end the template with a "
                             "separator such as ':' or a newline")
@@ -105,7 +105,7 @@ class PromptFormat:
         found = set()
         for form in dict.fromkeys([word, word.lower(), word.capitalize()]):
             for sep in ("", " "):
-                ids = self.after_prompt(self.render(PROBE) + sep + form)
+                ids = self.after_prompt(self.render(SAMPLE_REVIEW) + sep + form)
                 if ids and self.tokenizer.decode(ids[:1]).strip() == form:
                     found.add(ids[0])
         return found

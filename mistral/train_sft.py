@@ -37,7 +37,7 @@ from common.run_folder import RunLogger
 from common.trackers import configure_trainer_tracking
 from mistral.evaluate import evaluate_reviews
 from mistral.learning_guard import LearningGuard
-from common.precision import choose, precision_record, trainer_fields
+from common.precision import precision_record, resolve_precision, trainer_fields
 from mistral.data import balanced_splits
 from mistral.model import ModelArguments, add_lora, load_base, load_tokenizer
 from mistral.prompts import PromptArguments, make_format
@@ -58,7 +58,7 @@ class EvalAccuracy(TrainerCallback):
     """After each of the Trainer's evaluations (eval loss), score the eval reviews, log eval accuracy, and keep
     the adapter of the best epoch in best_adapter/."""
 
-    def __init__(self, fmt, reviews, labels, batch_size, folder: Path, resume: bool = False):
+    def __init__(self, fmt, reviews, labels, *, batch_size: int, folder: Path, resume: bool = False):
         self.fmt, self.reviews, self.labels, self.batch_size, self.folder = fmt, reviews, labels, batch_size, folder
         self.trainer, self.best = None, {"accuracy": -1.0, "step": None}
         if resume and (folder / "best.json").is_file():  # the best epoch before the interruption still counts
@@ -80,14 +80,14 @@ class EvalAccuracy(TrainerCallback):
 
 def configure(sft: SFTConfig, model_args: ModelArguments) -> SFTConfig:
     """Mixed precision from the precision setting; paged optimizers need CUDA, so CPU runs fall back to plain AdamW."""
-    changes = {**trainer_fields(choose(model_args.precision)[0]), "completion_only_loss": True}
+    changes = {**trainer_fields(resolve_precision(model_args.precision)[0]), "completion_only_loss": True}
     if not torch.cuda.is_available() and sft.optim.startswith("paged_"):
         print(f"no GPU: optim {sft.optim} -> adamw_torch")
         changes["optim"] = "adamw_torch"
     return dataclasses.replace(sft, **changes)
 
 
-def zero_shot_once(model, fmt, test, manifest: dict, batch_size: int, path: Path) -> dict:
+def zero_shot_once(model, fmt, test, manifest: dict, *, batch_size: int, path: Path) -> dict:
     """The untouched model's test metrics; a resumed run reuses those it saved, if the test set is the same."""
     test_hash = manifest["splits"]["test"]["sha256"]
     if path.is_file():
@@ -133,12 +133,12 @@ def adapters_in_fp32(model) -> None:
             param.data = param.data.float()
 
 
-def fine_tune(model, fmt, splits, sft, logger, resume, out: Path):
+def fine_tune(model, fmt, splits, sft, *, logger, resume, out: Path):
     """LoRA SFT with eval accuracy after every evaluation; returns the trainer, the best epoch's record and the
     Trainer's train() metrics. The best adapter is in out/best_adapter on disk."""
     val = splits["validation"]
-    accuracy = EvalAccuracy(fmt, val["text"].tolist(), val["label"].tolist(), sft.per_device_eval_batch_size,
-                            out / "best_adapter", resume=resume is not None)
+    accuracy = EvalAccuracy(fmt, val["text"].tolist(), val["label"].tolist(), batch_size=sft.per_device_eval_batch_size,
+                            folder=out / "best_adapter", resume=resume is not None)
     samples_per_step = sft.per_device_train_batch_size * sft.gradient_accumulation_steps * sft.world_size
     callbacks = [LearningGuard(), accuracy] + ([MetricsLogger(logger, samples_per_step)] if logger else [])
     trainer = SFTTrainer(model=model, args=sft, train_dataset=to_dataset(fmt, splits["train"]),
@@ -165,7 +165,8 @@ def load_best_adapter(model, folder: Path) -> None:
 def main(argv=None) -> dict | None:
     script, data_args, model_args, prompt_args, sft = parse(SETTINGS, argv, defaults=DEFAULTS)
     start = time.perf_counter()
-    logged_here = configure_trainer_tracking(sft.report_to, sft.output_dir)  # before any data or model is loaded
+    # before any data or model is loaded; W&B is the Trainer's callback, Trackio (if asked) is fed by the RunLogger
+    run_logger_reports_to = configure_trainer_tracking(sft.report_to, sft.output_dir)
     sft, resume = check_settings(model_args, sft)
     splits, manifest, fmt = load_data_and_format(data_args, model_args, prompt_args, sft)
     out, test = Path(sft.output_dir), splits["test"]
@@ -176,17 +177,18 @@ def main(argv=None) -> dict | None:
     logger = None  # under a launcher, rank 0 alone writes the run folder and feeds Trackio; W&B is a Trainer callback
     if sft.process_index == 0:
         config = {**vars(script), **vars(data_args), **vars(model_args), **vars(prompt_args), **sft.to_dict()}
-        logger = RunLogger(out, config, report_to=logged_here, run_name=sft.run_name,
+        logger = RunLogger(out, config, report_to=run_logger_reports_to, run_name=sft.run_name,
                            resume_step=checkpoint_step(resume))
 
-    zero_shot = zero_shot_once(model, fmt, test, manifest, sft.per_device_eval_batch_size,
-                               out / "zero_shot.json")
+    zero_shot = zero_shot_once(model, fmt, test, manifest, batch_size=sft.per_device_eval_batch_size,
+                               path=out / "zero_shot.json")
     if logger:
         logger.log({f"zero_shot/{k}": v for k, v in scalar_metrics(zero_shot).items()}, 0)
         print(f"zero-shot test accuracy {zero_shot['accuracy']:.4f}")
-    model = add_lora(model, model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout,
-                     model_args.lora_target_modules, model_args.load_in_4bit, sft.gradient_checkpointing)
-    trainer, best, train_metrics = fine_tune(model, fmt, splits, sft, logger, resume, out)
+    model = add_lora(model, r=model_args.lora_r, alpha=model_args.lora_alpha, dropout=model_args.lora_dropout,
+                     target_modules=model_args.lora_target_modules, quantized=model_args.load_in_4bit,
+                     gradient_checkpointing=sft.gradient_checkpointing)
+    trainer, best, train_metrics = fine_tune(model, fmt, splits, sft, logger=logger, resume=resume, out=out)
     load_best_adapter(model, out / "best_adapter")
     tuned = evaluate_reviews(model, fmt, test["text"].tolist(), test["label"].tolist(),
                              batch_size=sft.per_device_eval_batch_size, desc="tuned",

@@ -24,7 +24,7 @@ from common.run_folder import RunLogger
 from mistral.data import balanced_splits
 from mistral.evaluate import ScoringArguments, left_pad
 from mistral.model import ModelArguments, load_adapter, load_base, load_tokenizer
-from mistral.prompts import PROBE, PromptArguments, make_format
+from mistral.prompts import SAMPLE_REVIEW, PromptArguments, make_format
 
 
 @dataclass
@@ -41,7 +41,7 @@ def prefix_tokens(fmt, word: str) -> set[int]:
     for form in dict.fromkeys([word.lower(), word.capitalize()]):
         for k in range(3, len(form)):
             for sep in ("", " "):
-                ids = fmt.after_prompt(fmt.render(PROBE) + sep + form[:k])
+                ids = fmt.after_prompt(fmt.render(SAMPLE_REVIEW) + sep + form[:k])
                 if ids and len(ids) == 1:
                     found.add(ids[0])
     return found

@@ -9,7 +9,7 @@ from common.config import UserError
 from common.predictions import write_predictions
 
 
-def fake_run(folder, labels, preds, texts=None, test_sha="abc", name="predictions.parquet"):
+def fake_run(folder, labels, preds, texts=None, *, test_sha="abc", name="predictions.parquet"):
     folder.mkdir(parents=True, exist_ok=True)
     texts = texts or [f"review {i}" for i in range(len(labels))]
     write_predictions(folder / name, texts, labels, preds, [0.5] * len(labels))

@@ -238,17 +238,18 @@ def test_committed_results_were_measured_on_the_splits_the_code_makes_today(real
 def test_validate_messages_and_edges():
     """One-line errors worked out by hand, and the edges: a single row is a valid split; a label that is not a
     number is our error naming it, not pandas' own."""
-    from common.data import validate
+    from common.data import check_and_clean
 
     with pytest.raises(DataError, match=r"^train\.parquet: missing column\(s\) text, label \(found: review, stars\)$"):
-        validate(pd.DataFrame({"review": ["x"], "stars": [1]}), "train.parquet")
+        check_and_clean(pd.DataFrame({"review": ["x"], "stars": [1]}), "train.parquet")
     with pytest.raises(DataError, match=r"^test\.parquet: no rows$"):
-        validate(pd.DataFrame({"text": pd.Series([], dtype=str), "label": pd.Series([], dtype=int)}), "test.parquet")
+        empty = pd.DataFrame({"text": pd.Series([], dtype=str), "label": pd.Series([], dtype=int)})
+        check_and_clean(empty, "test.parquet")
     with pytest.raises(DataError, match=r"^train\.parquet: label 'positive' at row 1 is outside \{0, 1\}$"):
-        validate(pd.DataFrame({"text": ["good", "great"], "label": [1, "positive"]}), "train.parquet")
+        check_and_clean(pd.DataFrame({"text": ["good", "great"], "label": [1, "positive"]}), "train.parquet")
     with pytest.raises(DataError, match=r"^test\.parquet: text at row 2 is 5, expected a string$"):
-        validate(pd.DataFrame({"text": ["good", "bad", 5], "label": [1, 0, 1]}), "test.parquet")
-    one = validate(pd.DataFrame({"text": ["A fine film."], "label": [1]}), "train.parquet")
+        check_and_clean(pd.DataFrame({"text": ["good", "bad", 5], "label": [1, 0, 1]}), "test.parquet")
+    one = check_and_clean(pd.DataFrame({"text": ["A fine film."], "label": [1]}), "train.parquet")
     assert one["text"].tolist() == ["A fine film."] and one["label"].tolist() == [1]
 
 

@@ -57,7 +57,7 @@ def test_sft_two_processes_share_the_work_and_rank_0_writes(tmp_path, imdb_dir):
     from mistral.prompts import PromptArguments, make_format
     from common.data import make_splits
 
-    splits, _ = make_splits("balanced", 42, str(imdb_dir), 24, 10, 20)
+    splits, _ = make_splits("balanced", 42, str(imdb_dir), n_train=24, n_eval=10, n_test=20)
     base, tokenizer = load_base(str(model), load_in_4bit=True)  # as the run loads it (configs/mistral_sft.yaml)
     single = ev.evaluate_reviews(base, make_format(tokenizer, PromptArguments(), 96), splits["test"]["text"].tolist(),
                          splits["test"]["label"].tolist())
@@ -92,7 +92,7 @@ def test_evaluate_two_processes_split_the_reviews_and_rank_0_reports(tmp_path, i
     from mistral.model import load_base
     from mistral.prompts import PromptArguments, make_format
 
-    test = make_splits("balanced", 42, str(imdb_dir), 24, 10, 20)[0]["test"]
+    test = make_splits("balanced", 42, str(imdb_dir), n_train=24, n_eval=10, n_test=20)[0]["test"]
     base, tokenizer = load_base(str(model), load_in_4bit=False)
     single = ev.evaluate_reviews(base, make_format(tokenizer, PromptArguments(), 96), test["text"].tolist(),
                                  test["label"].tolist())

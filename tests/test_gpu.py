@@ -22,7 +22,7 @@ def test_4bit_nf4_lora_takes_paged_adamw_steps_on_cuda(tiny_mistral):
     q_proj = model.model.layers[0].self_attn.q_proj
     assert isinstance(q_proj, bnb.nn.Linear4bit) and q_proj.weight.device.type == "cuda"
     assert q_proj.weight.quant_type == "nf4"
-    model = add_lora(model, 8, 16, 0.0, ["q_proj", "v_proj"], quantized=True)
+    model = add_lora(model, r=8, alpha=16, dropout=0.0, target_modules=["q_proj", "v_proj"], quantized=True)
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     before = {n: p.detach().clone() for n, p in params.items()}
     optimizer = bnb.optim.PagedAdamW32bit(list(params.values()), lr=1e-2)
@@ -60,13 +60,13 @@ def test_trainer_and_loop_pick_the_same_precision(tmp_path):
     from accelerate import Accelerator
     from transformers import TrainingArguments
 
-    from common.precision import accelerate_mixed_precision, choose
+    from common.precision import accelerate_mixed_precision, resolve_precision
     from distilbert.model import ModelArguments
     from distilbert.train_trainer import build_args
 
     args, _ = build_args(ModelArguments(), TrainingArguments(output_dir=str(tmp_path), report_to="none"))
     trainer = "bf16" if args.bf16 else "fp16" if args.fp16 else "no"
-    loop = Accelerator(mixed_precision=accelerate_mixed_precision(choose("auto")[0])).mixed_precision
+    loop = Accelerator(mixed_precision=accelerate_mixed_precision(resolve_precision("auto")[0])).mixed_precision
     # native bf16 arrived with compute capability 8.0 (Ampere); older cards (T4, V100) emulate it: fp16 there
     expected = "bf16" if torch.cuda.get_device_capability() >= (8, 0) else "fp16"
     assert trainer == loop == expected

@@ -67,3 +67,20 @@ def test_the_circle_detector_finds_a_circle(monkeypatch):
     monkeypatch.setattr(sys.modules[__name__], "project_imports", lambda: {"a": {"b"}, "b": {"a"}})
     with pytest.raises(AssertionError, match="import circle: a -> b -> a"):
         test_no_import_circle()
+
+
+def test_no_function_takes_more_than_5_positional_parameters():
+    """Beyond five, a call reads as a row of values whose order is the only key: the rest are keyword-only."""
+    import ast
+
+    offenders = []
+    for path in sorted(ROOT.glob("*/*.py")):
+        if path.parts[len(ROOT.parts)] in (".venv", ".cache", "mutants"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            # pytest passes fixtures by name: a test's parameters are its fixtures, not a call's argument list
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("test_"):
+                positional = [a.arg for a in node.args.posonlyargs + node.args.args if a.arg not in ("self", "cls")]
+                if len(positional) > 5:
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}({', '.join(positional)})")
+    assert not offenders, offenders

@@ -300,7 +300,7 @@ def test_evaluate_generate_mode_accuracy_covers_every_review(tiny_mistral, imdb_
     # the same generation, redone here: the run's counts must be exactly what its answers give
     from common.data import make_splits
 
-    test = make_splits("balanced", 42, str(imdb_dir), 24, 10, 6)[0]["test"]
+    test = make_splits("balanced", 42, str(imdb_dir), n_train=24, n_eval=10, n_test=6)[0]["test"]
     model, tokenizer = load_base(str(tiny_mistral), load_in_4bit=False)
     preds, texts = ev.generate_labels(model, make_format(tokenizer, PROMPT, 96), test["text"].tolist(),
                                       PROMPT.answer_words, max_new_tokens=2)
@@ -316,8 +316,8 @@ def test_evaluate_generate_mode_accuracy_covers_every_review(tiny_mistral, imdb_
     assert saved["script"] == "mistral.evaluate" and saved["model"] == str(tiny_mistral) and saved["adapter"] is None
     assert saved["split"] == "test" and saved["num_processes"] == 1
     assert saved["model_parameters"] == sum(p.numel() for p in model.parameters())
-    assert saved["manifest"]["splits"]["test"]["sha256"] == make_splits("balanced", 42, str(imdb_dir), 24, 10,
-                                                                        6)[1]["splits"]["test"]["sha256"]
+    expected = make_splits("balanced", 42, str(imdb_dir), n_train=24, n_eval=10, n_test=6)[1]
+    assert saved["manifest"]["splits"]["test"]["sha256"] == expected["splits"]["test"]["sha256"]
     rows = [json.loads(line) for line in (tmp_path / "gen" / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["step"] == 0 and rows[0]["test/accuracy"] == right / 6
 
@@ -348,7 +348,7 @@ def test_evaluate_scores_the_split_it_is_given(tiny_mistral, imdb_dir, tmp_path,
     out = ev.main(["--config", EVAL_CONFIG, "--model_name_or_path", str(tiny_mistral), "--data_dir", str(imdb_dir),
                    "--split", "validation", "--n_train", "24", "--n_eval", "10", "--n_test", "6",
                    "--max_length", "96", "--output_dir", str(tmp_path / "val"), "--report_to", "none"])
-    splits, manifest = make_splits("balanced", 42, str(imdb_dir), 24, 10, 6)
+    splits, manifest = make_splits("balanced", 42, str(imdb_dir), n_train=24, n_eval=10, n_test=6)
     validation = splits["validation"]
     scored = pd.read_parquet(tmp_path / "val" / "predictions.parquet")
     assert scored["text_sha256"].tolist() == [text_sha256(t) for t in validation["text"]]
@@ -575,7 +575,7 @@ def test_answer_ends_at_the_first_eos_and_nothing_follows_a_bare_prompt(tiny_mis
     """A template that puts a newline after EOS (as ChatML does): the answer stops at EOS, which appears once; and
     `after_prompt` finds nothing after a prompt alone, or after a text that is not the prompt."""
     from mistral.model import load_tokenizer
-    from mistral.prompts import PROBE
+    from mistral.prompts import SAMPLE_REVIEW
     from tests.tiny_models import CHAT_TEMPLATE
 
     tokenizer = load_tokenizer(str(tiny_mistral))
@@ -584,9 +584,9 @@ def test_answer_ends_at_the_first_eos_and_nothing_follows_a_bare_prompt(tiny_mis
     ids = fmt.completion("positive")
     assert ids[-1] == tokenizer.eos_token_id and ids.count(tokenizer.eos_token_id) == 1
     assert tokenizer.decode(ids[:-1]).strip() == "positive"
-    assert fmt.after_prompt(fmt.render(PROBE)) is None
+    assert fmt.after_prompt(fmt.render(SAMPLE_REVIEW)) is None
     assert fmt.after_prompt("an unrelated text " * 20) is None
-    assert fmt.after_prompt(fmt.render(PROBE) + " positive")
+    assert fmt.after_prompt(fmt.render(SAMPLE_REVIEW) + " positive")
 
 
 def test_a_review_is_cut_to_whatever_room_is_left_and_no_room_is_an_error(tiny_mistral):

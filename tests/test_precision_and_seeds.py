@@ -21,7 +21,7 @@ def fake_gpu(monkeypatch, native_bf16: bool):
 @pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp16")])
 def test_auto_precision_takes_bf16_only_where_the_gpu_computes_it(monkeypatch, native, expected):
     fake_gpu(monkeypatch, native)  # False: a V100 or T4, where bf16 is only emulated
-    assert prec.choose("auto")[0] == expected
+    assert prec.resolve_precision("auto")[0] == expected
     assert prec.compute_dtype("auto") == {"bf16": torch.bfloat16, "fp16": torch.float16}[expected]
 
 
@@ -29,7 +29,7 @@ def test_auto_precision_takes_bf16_only_where_the_gpu_computes_it(monkeypatch, n
                                                          (False, True, "bf16"), (True, True, "bf16")])
 def test_auto_precision_on_cpu_takes_bf16_only_where_the_cpu_computes_it(monkeypatch, avx512_bf16, amx, expected):
     fake_cpu(monkeypatch, avx512_bf16, amx)
-    assert prec.choose("auto")[0] == expected
+    assert prec.resolve_precision("auto")[0] == expected
     assert prec.compute_dtype("auto") == {"bf16": torch.bfloat16, "fp32": torch.float32}[expected]
 
 
@@ -37,14 +37,14 @@ def test_a_torch_without_the_cpu_checks_counts_as_no_bf16(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported", raising=False)
     monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
-    assert prec.choose("auto")[0] == "fp32"
+    assert prec.resolve_precision("auto")[0] == "fp32"
 
 
 def test_explicit_settings_win_over_a_bf16_cpu(monkeypatch):
     fake_cpu(monkeypatch, avx512_bf16=True)
-    assert prec.choose("fp32")[0] == "fp32" and prec.compute_dtype("fp32") == torch.float32
-    assert prec.choose("fp16")[0] == "fp16"
-    assert prec.choose("fp32")[1] == "set explicitly"
+    assert prec.resolve_precision("fp32")[0] == "fp32" and prec.compute_dtype("fp32") == torch.float32
+    assert prec.resolve_precision("fp16")[0] == "fp16"
+    assert prec.resolve_precision("fp32")[1] == "set explicitly"
 
 
 def test_the_choice_and_its_reason_are_printed_once(monkeypatch, capsys):
@@ -55,7 +55,7 @@ def test_the_choice_and_its_reason_are_printed_once(monkeypatch, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines == ["precision: auto -> bf16 (CPU with native bf16 (AVX512-BF16 or AMX))"]
     fake_cpu(monkeypatch, avx512_bf16=False)
-    prec.choose("auto")  # a different answer is news
+    prec.resolve_precision("auto")  # a different answer is news
     assert capsys.readouterr().out.startswith("precision: auto -> fp32 (CPU without native bf16")
 
 
@@ -91,7 +91,7 @@ def test_trainer_script_and_loop_pick_the_same_precision(monkeypatch, tmp_path):
 
     from distilbert import train_loop, train_trainer
 
-    assert train_loop.choose is train_trainer.choose is prec.choose  # one home
+    assert train_loop.resolve_precision is train_trainer.resolve_precision is prec.resolve_precision  # one home
     fake_gpu(monkeypatch, native_bf16=False)
     args, _ = train_trainer.build_args(ModelArguments(),
                                        TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True))

@@ -78,7 +78,7 @@ def reviews_to_check() -> list[str]:
     if folder and os.path.isfile(os.path.join(folder, "test.parquet")):  # real reviews, cleaned as every run does
         from common.data import make_splits
 
-        splits, _ = make_splits("balanced", 42, folder, 10, 10, 200)
+        splits, _ = make_splits("balanced", 42, folder, n_train=10, n_eval=10, n_test=200)
         reviews += splits["test"]["text"].tolist()
     return reviews
 

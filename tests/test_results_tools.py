@@ -135,7 +135,8 @@ def test_report_gives_a_resumed_run_its_whole_wall_time(tmp_path):
     assert "| 120 s | 300.0 |" in report
 
 
-def predictions_run(folder, words, labels, preds, scores, name="predictions.parquet", script="distilbert.train_loop"):
+def predictions_run(folder, words, labels, preds, scores, *, name="predictions.parquet",
+                    script="distilbert.train_loop"):
     """A run folder with results.json and predictions whose reviews have the given lengths in words."""
     from common.predictions import write_predictions
 
@@ -164,9 +165,9 @@ def test_accuracy_by_length_quintiles(tmp_path, capsys):
 
 def test_length_figure_for_zero_shot_and_tuned_and_a_note_for_old_predictions(tmp_path, capsys):
     words, labels = list(range(20, 120)), [0, 1] * 50
-    run = predictions_run(tmp_path / "sft", words, labels, [1] * 100, [0.5] * 100, "predictions_zero_shot.parquet",
-                          "mistral.train_sft")
-    predictions_run(run, words, labels, labels, [2.0] * 100, "predictions_tuned.parquet")
+    run = predictions_run(tmp_path / "sft", words, labels, [1] * 100, [0.5] * 100, name="predictions_zero_shot.parquet",
+                          script="mistral.train_sft")
+    predictions_run(run, words, labels, labels, [2.0] * 100, name="predictions_tuned.parquet")
     from analysis.plots import length_tables
 
     tables = length_tables(run)
@@ -183,8 +184,8 @@ def test_report_lists_the_most_confident_errors(tmp_path):
     #            right  wrong 0.99  wrong 0.6  wrong 0.02  right
     predictions_run(runs / "loop", [10] * 5, [1, 0, 0, 1, 0], [1, 1, 1, 0, 0], [0.999, 0.99, 0.6, 0.02, 0.01])
     sft = predictions_run(runs / "sft", [10] * 3, [0, 1, 0], [1, 0, 1], [3.0, -8.0, 0.5],
-                          "predictions_zero_shot.parquet", "mistral.train_sft")
-    predictions_run(sft, [10] * 3, [0, 1, 0], [0, 1, 0], [-1.0, 1.0, -1.0], "predictions_tuned.parquet")
+                          name="predictions_zero_shot.parquet", script="mistral.train_sft")
+    predictions_run(sft, [10] * 3, [0, 1, 0], [0, 1, 0], [-1.0, 1.0, -1.0], name="predictions_tuned.parquet")
     out = report(["--runs", str(runs), "--out", str(tmp_path / "results" / "RESULTS.md"), "--errors", "2"])
     errors = (out.parent / "ERRORS.md").read_text()
     assert "`ERRORS.md` beside this file" in out.read_text()

@@ -26,7 +26,7 @@ CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}{% if m['role'] == 'user
                  "{% else %}{{ m['content'] }}{{ eos_token }}{% endif %}{% endfor %}")
 
 
-def save_tiny_mistral(folder: Path, sliding_window: int = 16, seed: int = 0, chat_template: str | None = None,
+def save_tiny_mistral(folder: Path, sliding_window: int = 16, seed: int = 0, *, chat_template: str | None = None,
                       hidden_size: int = 64, tokenizer=None, initializer_range: float = 0.02) -> Path:
     """A random 2-layer MistralForCausalLM (GQA: 4 heads, 2 KV heads; a small sliding window) and its tokenizer:
     a 400-entry BPE trained on the fly, or the one given (Mistral's real 32k tokenizer, say)."""

@@ -108,7 +108,8 @@ def qlora_model(causal_lm: str, dtype: str):
     lora = ModelArguments()
     torch.manual_seed(0)
     model, tokenizer = load_base(causal_lm, load_in_4bit=True, precision=dtype)
-    model = add_lora(model, lora.lora_r, lora.lora_alpha, lora.lora_dropout, lora.lora_target_modules,
+    model = add_lora(model, r=lora.lora_r, alpha=lora.lora_alpha, dropout=lora.lora_dropout,
+                     target_modules=lora.lora_target_modules,
                      quantized=True, gradient_checkpointing=False)
     return model, tokenizer
 
