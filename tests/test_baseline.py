@@ -16,6 +16,7 @@ def test_baseline_learns_synthetic_data(imdb_dir, tmp_path):
     assert {"accuracy", "f1", "confusion_matrix", "accuracy_negative", "accuracy_positive"} <= set(results["test"])
     assert results["manifest"]["protocol"] == "random_70_10_20"
     assert results["best_C"] in (1.0, 4.0, 16.0, 64.0)
+    assert results["num_processes"] == 1  # scikit-learn in one process, under a launcher too
     predictions = pd.read_parquet(out / "predictions.parquet")  # for analysis.compare and the errors list
     assert len(predictions) == results["test"]["n"]
     assert (predictions["prediction"] == predictions["label"]).mean() == pytest.approx(results["test"]["accuracy"])

@@ -606,18 +606,22 @@ def test_a_review_is_cut_to_whatever_room_is_left_and_no_room_is_an_error(tiny_m
         make_format(tokenizer, PROMPT, bare + answer - 2).prompt_ids(review)
 
 
-def test_variant_mass_whole_words_score_as_label_scoring_does(tiny_mistral, imdb_dir, tmp_path):
+@pytest.mark.slow
+def test_variant_mass_whole_words_score_as_label_scoring_does(learned_run, tmp_path):
     """mistral.variant_mass, end to end: its whole-word set is what label scoring sums, so its accuracy is
-    mistral.evaluate's on the same reviews; every candidate's share of the candidates' mass adds up to one."""
+    mistral.evaluate's on the same reviews; every candidate's share of the candidates' mass adds up to one. On the
+    learned tiny model (tuned accuracy 0.8 or more), so that swapped labels would score the complement, not 0.5."""
     from mistral import variant_mass
 
-    common = ["--model_name_or_path", str(tiny_mistral), "--data_dir", str(imdb_dir), "--n_train", "24",
-              "--n_eval", "10", "--n_test", "12", "--max_length", "96", "--load_in_4bit", "false",
-              "--precision", "fp32"]
+    tmp, model, results = learned_run
+    common = ["--model_name_or_path", str(model), "--adapter", str(tmp / "run" / "best_adapter"), "--data_dir",
+              str(tmp / "imdb"), "--n_train", "64", "--n_eval", "10", "--n_test", "40", "--max_length", "96",
+              "--load_in_4bit", "false", "--precision", "fp32"]
     scored = ev.main(["--config", EVAL_CONFIG, *common, "--output_dir", str(tmp_path / "eval"), "--report_to", "none"])
     found = variant_mass.main([*common, "--output_dir", str(tmp_path / "mass")])
+    assert scored["test"]["accuracy"] == results["tuned"]["accuracy"] >= 0.8
     assert found["scoring"]["whole_words"]["accuracy"] == scored["test"]["accuracy"]
-    assert found["scoring"]["whole_words"]["n"] == 12
+    assert found["scoring"]["whole_words"]["n"] == 40
     assert sum(m["share_of_candidate_mass"] for m in found["mass"]) == pytest.approx(1.0)
     assert set(found["scoring"]["trained_token"]["tokens"]) <= set(found["scoring"]["whole_words"]["tokens"])
     assert json.loads((tmp_path / "mass" / "results.json").read_text())["scoring"] == found["scoring"]

@@ -86,16 +86,28 @@ def test_sft_script_takes_bf16_on_a_bf16_cpu_unless_told_fp32(monkeypatch, tmp_p
     assert (sft.bf16, sft.fp16, sft.use_cpu) == (bf16, False, bf16)
 
 
-def test_trainer_script_and_loop_pick_the_same_precision(monkeypatch, tmp_path):
+@pytest.mark.parametrize("native", [True, False], ids=["bf16_gpu", "fp16_gpu"])
+def test_trainer_script_and_loop_pick_the_same_precision(monkeypatch, tmp_path, native):
+    """On a GPU (mocked) with and without native bf16: the Trainer's bf16/fp16 flags, and the mixed precision the
+    loop hands Accelerate (caught as the loop builds its Accelerator)."""
     from transformers import TrainingArguments
 
     from distilbert import train_loop, train_trainer
 
-    assert train_loop.resolve_precision is train_trainer.resolve_precision is prec.resolve_precision  # one home
-    fake_gpu(monkeypatch, native_bf16=False)
+    class Built(Exception):
+        pass
+
+    def catch(**kwargs):
+        raise Built(kwargs["mixed_precision"])
+    fake_gpu(monkeypatch, native_bf16=native)
+    monkeypatch.setattr(train_loop, "Accelerator", catch)
+    with pytest.raises(Built) as loop_choice:
+        train_loop.main(["--config", str(ROOT / "configs/distilbert_loop.yaml"), "--output_dir", str(tmp_path)])
     args, _ = train_trainer.build_args(ModelArguments(),
                                        TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True))
-    assert args.fp16 and not args.bf16
+    expected = "bf16" if native else "fp16"
+    assert (args.bf16, args.fp16) == (native, not native)
+    assert loop_choice.value.args == (expected,)
 
 
 @pytest.fixture(scope="module")

@@ -172,6 +172,19 @@ def test_tiny_mistral_on_the_real_tokenizer_trains_and_evaluates(mistral_dir, tm
                          "--data_dir", str(tmp_path / "imdb"), "--n_train", "16", "--n_eval", "8", "--n_test", "12",
                          "--max_length", "128", "--output_dir", str(tmp_path / "eval"), "--report_to", "none"])
     assert evaluated["test"]["confusion_matrix"] == results["tuned"]["confusion_matrix"]
+    # the equal matrices are about the adapter: it moved from its zero start, and it moves the answers' margins
+    from safetensors.torch import load_file
+
+    from mistral.model import load_adapter, load_base
+
+    lora_b = [t for k, t in load_file(out / "best_adapter" / "adapter_model.safetensors").items() if "lora_B" in k]
+    assert lora_b and all(t.abs().sum() > 0 for t in lora_b)
+    fmt = make_format(load_tokenizer(str(model_dir)), PROMPT, max_length=128)
+    reviews = [clean_text(r) for r in ODD_REVIEWS]
+    base = ev.score_margins(load_base(str(model_dir), load_in_4bit=False)[0], fmt, reviews)
+    tuned = ev.score_margins(load_adapter(load_base(str(model_dir), load_in_4bit=False)[0],
+                                          str(out / "best_adapter")), fmt, reviews)
+    assert max(abs(a - b) for a, b in zip(base, tuned)) > 1e-4
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -54,11 +55,28 @@ def test_plots_single_point_and_missing_metrics(tmp_path, capsys):
     assert "no confusion matrix" in out
 
 
-def test_plots_mistral_run_shows_both_evaluations(tmp_path):
+def drawn(monkeypatch) -> dict:
+    """What each figure plot_run saves shows: its file name -> the titles of its panels that drew something."""
+    from analysis import plots
+
+    shown, save = {}, plots.save
+
+    def record(fig, title, path):
+        shown[path.name] = [ax.get_title() for ax in fig.axes if ax.images or ax.lines or ax.patches]
+        save(fig, title, path)
+    monkeypatch.setattr(plots, "save", record)
+    return shown
+
+
+def test_plots_mistral_run_shows_both_evaluations(tmp_path, monkeypatch):
     results = results_of("mistral.train_sft")
-    results["zero_shot"], results["tuned"] = results.pop("test"), {**results_of()["test"], "accuracy": 0.96}
+    results["zero_shot"] = {**results.pop("test"), "confusion_matrix": [[10, 40], [0, 50]]}
+    results["tuned"] = {**results_of()["test"], "confusion_matrix": [[46, 4], [0, 50]]}
     run = write_run(tmp_path / "run", metrics_rows(with_eval=False), results)
+    shown = drawn(monkeypatch)
     assert len(plot_run(run)) == 2
+    # one panel per evaluation, each drawn from its own matrix: 60 of 100 right untuned, 96 tuned
+    assert shown["confusion_matrix.png"] == ["zero-shot: accuracy 60.00% (n=100)", "tuned: accuracy 96.00% (n=100)"]
 
 
 def test_report_rows_published_figures_and_smoke_runs(tmp_path):
@@ -230,3 +248,33 @@ def test_report_writes_into_the_runs_folder_and_leaves_the_committed_table_alone
     assert "--runs runs" in recipe and "results/" not in recipe
     recipe = subprocess.run(["make", "-n", "report", "RUNS=results"], cwd=ROOT, capture_output=True, text=True).stdout
     assert "--runs results" in recipe and "--out" not in recipe
+
+
+def test_every_reader_takes_a_generate_runs_accuracy_over_all_reviews_not_the_parsed_ones(tmp_path, monkeypatch):
+    """A generate-mode run where 7 of 10 answers parsed, 5 of them right: its accuracy is 5/10 (an unparsed answer is
+    wrong), where the parsed answers alone score 5/7. The report, the comparison, the plots and the seed summary
+    must all say 50.00%."""
+    from analysis import compare, report, seeds
+    from common.predictions import write_predictions
+    from mistral.evaluate import generate_metrics
+
+    labels = [0, 1] * 5
+    answers = [0, 1, None, None, 0, 1, 1, 0, None, 1]
+    metrics = generate_metrics(labels, answers)
+    assert (metrics["accuracy"], metrics["parsed"]["accuracy"]) == (0.5, 5 / 7)  # the two differ
+    results = {**results_of("mistral.evaluate"), "split": "test", "test": {**metrics, "mode": "generate"}}
+    results["manifest"]["splits"]["test"]["sha256"] = "same test set"
+    run = write_run(tmp_path / "sweep" / "seed_1", metrics_rows(with_eval=False), results)
+    write_predictions(run / "predictions.parquet", [f"review {'word ' * i}" for i in range(10)], labels, answers)
+    (run / "config.yaml").write_text("seed: 1\n")
+    other = tmp_path / "sweep" / "seed_2"
+    shutil.copytree(run, other)
+    (other / "config.yaml").write_text("seed: 2\n")
+
+    assert report.rows_of(run, results)[0][5].startswith("50.00%")
+    assert compare.main(["--runs", f"{run},{other}"])["accuracy_a"] == 0.5
+    shown = drawn(monkeypatch)
+    plot_run(run)
+    assert shown["confusion_matrix.png"] == ["test: accuracy 50.00% (n=10)"]
+    summary = seeds.summarize(tmp_path / "sweep")["evaluations"]
+    assert [f["accuracy"]["values"] for f in summary.values()] == [[0.5, 0.5]]
