@@ -213,7 +213,9 @@ def make_splits(
 ) -> tuple[dict[str, pd.DataFrame], dict]:
     """Build the splits of a protocol; returns ({'train','validation','test'}: DataFrame, manifest).
 
-    n_train / n_eval / n_test are used by the balanced protocol only.
+    n_train / n_eval / n_test are used by the balanced protocol only. Ours, not datasets' train_test_split: it
+    deduplicates texts across the official sets and orders rows canonically before a seeded shuffle, so a split is
+    byte-identical for a seed on any machine and from any source (the Hub or parquet files).
     """
     if protocol not in PROTOCOLS:
         raise DataError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")

@@ -1,4 +1,6 @@
-"""Error bars for classification results: library statistics (scipy, numpy), not hand-written tests.
+"""Error bars for classification results: library statistics (scipy, numpy), not hand-written tests. The few lines
+here are what scipy leaves to its caller: the interval of macro F1 from confusion counts, McNemar's test as a
+binomial test on the discordant pairs.
 
 - wilson_interval: the 95% interval of a proportion (accuracy), Wilson's score method (scipy.stats.binomtest).
 - bootstrap_f1_interval: the 95% percentile interval of macro F1 over bootstrap resamples of the test set

@@ -1,6 +1,7 @@
 """Tokenised IMDB splits for the DistilBERT scripts: tokenise once and cache, length-grouped batches, padding.
 
-Shared by train_loop.py and train_trainer.py, so both see the same examples, tokens and batches.
+Shared by train_loop.py and train_trainer.py, so both see the same examples and tokens. Their batches differ: the loop
+draws them with LengthGroupedBatches below, the Trainer with its own length-grouped sampler (group_by_length).
 """
 from __future__ import annotations
 
@@ -120,6 +121,9 @@ class LengthGroupedBatches:
     Each epoch: shuffle all indices, cut them into groups of `group_batches` batches, sort each group by length,
     cut it into batches, shuffle the batches. Dynamic padding then pads each batch only to its own longest
     example, while the order stays random at the scale of groups.
+
+    Ours, not transformers' LengthGroupedSampler: a batch sampler whose order is a function of (seed, epoch) alone,
+    so that a run resumed mid-epoch replays the same batches and skips the ones it trained (exact resume).
     """
 
     def __init__(self, lengths, batch_size: int, seed: int, group_batches: int = 50):
@@ -161,25 +165,16 @@ def sorted_batches(lengths, batch_size: int) -> list[list[int]]:
     return [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
 
 
-class Collator:
-    """Pads a list of tokenised examples into tensors: to the longest in the batch, or always to pad_to."""
+def padding_collator(tokenizer, pad_to: int | None = None):
+    """Pads tokenised examples into tensors with transformers' DataCollatorWithPadding: to the longest in the batch,
+    or always to pad_to. It also takes a column-wise slice (what dataset[list_of_indices] returns), and leaves out the
+    length column, which the samplers read and the model does not take."""
+    from transformers import DataCollatorWithPadding
 
-    def __init__(self, pad_token_id: int, pad_to: int | None = None):
-        self.pad_token_id, self.pad_to = pad_token_id, pad_to
+    pad = DataCollatorWithPadding(tokenizer, padding="max_length" if pad_to else "longest", max_length=pad_to)
 
-    def __call__(self, rows: list[dict] | dict[str, list]) -> dict[str, torch.Tensor]:
-        if isinstance(rows, dict):  # a column-wise slice, as dataset[list_of_indices] returns
+    def collate(rows: list[dict] | dict[str, list]) -> dict[str, torch.Tensor]:
+        if isinstance(rows, dict):
             rows = [dict(zip(rows, values)) for values in zip(*rows.values())]
-        width = self.pad_to or max(len(r["input_ids"]) for r in rows)
-        batch = {"input_ids": torch.full((len(rows), width), self.pad_token_id, dtype=torch.long),
-                 "attention_mask": torch.zeros((len(rows), width), dtype=torch.long)}
-        if "token_type_ids" in rows[0]:
-            batch["token_type_ids"] = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            n = len(r["input_ids"])
-            batch["input_ids"][i, :n] = torch.tensor(r["input_ids"])
-            batch["attention_mask"][i, :n] = 1
-            if "token_type_ids" in batch:
-                batch["token_type_ids"][i, :n] = torch.tensor(r["token_type_ids"])
-        batch["labels"] = torch.tensor([r["labels"] for r in rows], dtype=torch.long)
-        return batch
+        return dict(pad([{k: v for k, v in row.items() if k != "length"} for row in rows]))
+    return collate

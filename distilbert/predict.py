@@ -16,7 +16,7 @@ import torch
 
 from common.config import UserError, first_line, parse, run_main, setting
 from common.data import clean_text
-from distilbert.data import Collator, LengthArguments, sorted_batches
+from distilbert.data import LengthArguments, padding_collator, sorted_batches
 
 
 def read_texts(path: str, column: str) -> list[str]:
@@ -48,7 +48,7 @@ def predict(model, tokenizer, texts: list[str], batch_size: int = 32, max_length
     model.to(device).eval()
     enc = tokenizer([clean_text(t) for t in texts], truncation=True, max_length=max_length)
     rows = [{"input_ids": ids, "labels": 0} for ids in enc["input_ids"]]
-    collate = Collator(tokenizer.pad_token_id)
+    collate = padding_collator(tokenizer)
     out: list[tuple[str, float] | None] = [None] * len(texts)
     with torch.no_grad():
         for idx in sorted_batches([len(r["input_ids"]) for r in rows], batch_size):

@@ -40,8 +40,9 @@ from common.precision import accelerate_mixed_precision, resolve_precision
 from common.environment import git_commit, peak_memory
 from common.run_folder import RunLogger
 from common.trackers import TrackingArguments
-from distilbert.data import (Collator, DataArguments, LengthGroupedBatches, RandomBatches, cache_paths,
-                             limit_splits, padding_record, sorted_batches, tokenize_splits)
+from distilbert.data import (DataArguments, LengthGroupedBatches, RandomBatches, cache_paths,
+                             limit_splits, padding_collator, padding_record, sorted_batches,
+                             tokenize_splits)
 from distilbert.model import ModelArguments, fit_max_length, load_model_and_tokenizer
 from distilbert.results import RunRecord, finish_run
 
@@ -122,7 +123,8 @@ def evaluate_split(model, dataset, collate, accelerator: Accelerator, *, batch_s
 def save_checkpoint(path: Path, accelerator, model, tokenizer, progress) -> None:
     """Everything a resumed run needs, through Accelerate's save_state: weights, optimizer, the registered scheduler,
     fp16's loss scaler and each process's RNG states; plus the model's config and tokenizer, so that a checkpoint
-    also loads with from_pretrained. Written into path.tmp and swapped in whole: a cut save is never a checkpoint."""
+    also loads with from_pretrained, and the run's progress. Written into path.tmp and swapped in whole: a cut save
+    is never a checkpoint (save_state alone writes in place), which exact resume needs."""
     tmp = staging_folder(path)  # atomic_folder's, written by every process (each saves its own RNG states)
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -143,7 +145,9 @@ def step_checkpoints(folder: Path) -> list[Path]:
 
 
 def prune_checkpoints(folder: Path, keep: int | None) -> None:
-    """Keep the newest `keep` step checkpoints; None, 0 or less keeps them all (Hugging Face's meaning)."""
+    """Keep the newest `keep` step checkpoints; None, 0 or less keeps them all (Hugging Face's meaning). Not
+    Accelerate's ProjectConfiguration(total_limit=...): it names checkpoints by save count, not by global step, and
+    would delete in save_state, before our checkpoint is whole (swap_in)."""
     if keep is None or keep <= 0:
         return
     for old in step_checkpoints(folder)[:-keep]:
@@ -376,7 +380,7 @@ def main(argv=None) -> dict | None:
     model, tokenizer = load_model_and_tokenizer(cfg.model_name_or_path, cfg.trust_remote_code)
     cfg.max_length = fit_max_length(cfg.max_length, model, tokenizer)
     splits, manifest, data, data_record = load_data(cfg, accelerator, tokenizer)
-    collate = Collator(tokenizer.pad_token_id, cfg.max_length if cfg.batching == "pad_to_max_length" else None)
+    collate = padding_collator(tokenizer, cfg.max_length if cfg.batching == "pad_to_max_length" else None)
     logger = None
     if accelerator.is_main_process:
         for name, df in splits.items():

@@ -30,7 +30,7 @@ from common.metrics import classification_metrics, compute_metrics
 from common.precision import resolve_precision, trainer_fields
 from common.run_folder import RunLogger
 from common.trackers import configure_trainer_tracking
-from distilbert.data import Collator, DataArguments, limit_splits, tokenize_splits
+from distilbert.data import DataArguments, limit_splits, padding_collator, tokenize_splits
 from distilbert.model import ModelArguments, fit_max_length, load_model_and_tokenizer
 from distilbert.results import RunRecord, finish_run
 
@@ -73,7 +73,7 @@ def main(argv=None) -> dict | None:
     samples_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
     metrics_logger = MetricsLogger(logger, samples_per_step) if logger else None
     trainer = Trainer(model=model, args=args, train_dataset=data["train"], eval_dataset=data["validation"],
-                      data_collator=Collator(tokenizer.pad_token_id), processing_class=tokenizer,
+                      data_collator=padding_collator(tokenizer), processing_class=tokenizer,
                       compute_metrics=compute_metrics, callbacks=[metrics_logger] if metrics_logger else [])
     without_trainer_trackio(trainer)
     train_output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)

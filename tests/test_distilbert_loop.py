@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 import distilbert.train_loop as loop
 from common.config import UserError
 from common.environment import git_commit, peak_memory
-from distilbert.data import Collator, LengthGroupedBatches, RandomBatches
+from distilbert.data import LengthGroupedBatches, RandomBatches, padding_collator
 from tests.conftest import ROOT, run_on_synthetic
 
 CONFIG = str(ROOT / "configs/distilbert_loop.yaml")
@@ -165,12 +165,19 @@ def test_length_grouped_batches_cover_every_example_once():
     assert padded(list(grouped)) < 0.6 * padded(list(RandomBatches(lengths, 16, 1)))
 
 
-def test_collator_pads_to_longest_or_fixed_width():
-    rows = [{"input_ids": [5, 6, 7], "labels": 1}, {"input_ids": [5], "labels": 0}]
-    batch = Collator(pad_token_id=0)(rows)
-    assert batch["input_ids"].tolist() == [[5, 6, 7], [5, 0, 0]]
+def test_collator_pads_to_longest_or_fixed_width_and_drops_the_length_column(tiny_distilbert):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_distilbert)
+    pad = tokenizer.pad_token_id
+    rows = [{"input_ids": [5, 6, 7], "labels": 1, "length": 3}, {"input_ids": [5], "labels": 0, "length": 1}]
+    batch = padding_collator(tokenizer)(rows)
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [5, pad, pad]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
-    assert Collator(0, pad_to=8)(rows)["input_ids"].shape == (2, 8)
+    assert batch["labels"].tolist() == [1, 0] and "length" not in batch
+    assert padding_collator(tokenizer, pad_to=8)(rows)["input_ids"].shape == (2, 8)
+    columns = {"input_ids": [[5, 6, 7], [5]], "labels": [1, 0], "length": [3, 1]}  # as dataset[indices] gives it
+    assert padding_collator(tokenizer)(columns)["input_ids"].tolist() == batch["input_ids"].tolist()
 
 
 def test_predict_on_saved_model(trained_run, tmp_path, capsys):

@@ -66,13 +66,13 @@ def threads(cfg: BenchConfig, splits: dict) -> dict:
 def eval_batch_size(cfg: BenchConfig, splits: dict) -> dict:
     from accelerate import Accelerator
 
-    from distilbert.data import Collator, tokenize
+    from distilbert.data import padding_collator, tokenize
     from distilbert.model import load_model_and_tokenizer
     from distilbert.train_loop import evaluate_split
 
     model, tokenizer = load_model_and_tokenizer(cfg.encoder)
     dataset = tokenize(splits["validation"].iloc[:128], tokenizer, 256)
-    collate, accelerator = Collator(tokenizer.pad_token_id), Accelerator(cpu=True, mixed_precision="no")
+    collate, accelerator = padding_collator(tokenizer), Accelerator(cpu=True, mixed_precision="no")
     seconds = side_by_side({f"batch {b}": lambda b=b: evaluate_split(model, dataset, collate, accelerator,
                                                                      batch_size=b, desc="eval")
                             for b in EVAL_BATCH_SIZES}, cfg.steps)
