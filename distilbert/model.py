@@ -18,7 +18,7 @@ LABEL2ID = {v: k for k, v in ID2LABEL.items()}
 
 
 @dataclass
-class ModelArguments(PrecisionArguments, RemoteCodeArguments):
+class EncoderArguments(PrecisionArguments, RemoteCodeArguments):
     """The loop's and the Trainer's model settings."""
     model_name_or_path: str = setting("distilbert-base-uncased", "Hub id or local folder of the encoder to fine-tune")
 

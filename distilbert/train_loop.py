@@ -43,12 +43,12 @@ from common.trackers import TrackingArguments
 from distilbert.data import (DataArguments, LengthGroupedBatches, RandomBatches, cache_paths,
                              limit_splits, padding_collator, padding_record, sorted_batches,
                              tokenize_splits)
-from distilbert.model import ModelArguments, fit_max_length, load_model_and_tokenizer
+from distilbert.model import EncoderArguments, fit_max_length, load_model_and_tokenizer
 from distilbert.results import RunRecord, finish_run
 
 
 @dataclass
-class LoopConfig(ModelArguments, DataArguments, TrackingArguments):
+class LoopConfig(EncoderArguments, DataArguments, TrackingArguments):
     output_dir: str = setting("runs/distilbert_loop", "the run folder: config, metrics, checkpoints, results")
     seed: int = setting(42, "seed of the model's new head, the batch order and dropout", at_least=0)
     num_train_epochs: int = setting(3, "passes over the training reviews", at_least=1)

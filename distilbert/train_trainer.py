@@ -31,11 +31,11 @@ from common.precision import resolve_precision, trainer_fields
 from common.run_folder import RunLogger
 from common.trackers import configure_trainer_tracking
 from distilbert.data import DataArguments, limit_splits, padding_collator, tokenize_splits
-from distilbert.model import ModelArguments, fit_max_length, load_model_and_tokenizer
+from distilbert.model import EncoderArguments, fit_max_length, load_model_and_tokenizer
 from distilbert.results import RunRecord, finish_run
 
 
-def build_args(model_args: ModelArguments, args: TrainingArguments) -> tuple[TrainingArguments, str]:
+def build_args(model_args: EncoderArguments, args: TrainingArguments) -> tuple[TrainingArguments, str]:
     """Mixed precision from the script's `auto` setting, unless --bf16 or --fp16 says otherwise; and why."""
     if args.bf16 or args.fp16:
         return args, "set explicitly (--bf16 or --fp16)"
@@ -43,7 +43,7 @@ def build_args(model_args: ModelArguments, args: TrainingArguments) -> tuple[Tra
     return dataclasses.replace(args, **trainer_fields(chosen)), reason
 
 
-SETTINGS = (ModelArguments, DataArguments, TrainingArguments)
+SETTINGS = (EncoderArguments, DataArguments, TrainingArguments)
 
 
 def main(argv=None) -> dict | None:

@@ -113,9 +113,9 @@ def measure_train_step(cfg: BenchConfig, model) -> dict:
     """Seconds per QLoRA step, tokens/s and peak GPU memory, on random tokens (the content does not set the speed)."""
     import torch
 
-    from mistral.model import ModelArguments, add_lora
+    from mistral.model import CausalLMArguments, add_lora
 
-    lora = ModelArguments()
+    lora = CausalLMArguments()
     model = add_lora(model, r=lora.lora_r, alpha=lora.lora_alpha, dropout=lora.lora_dropout,
                      target_modules=lora.lora_target_modules,
                      quantized=True)

@@ -33,7 +33,7 @@ from common.predictions import write_predictions
 from common.run_folder import RunLogger, run_folder_setting
 from common.trackers import TrackingArguments
 from mistral.data import balanced_splits
-from mistral.model import ModelArguments, check_adapter_folder, load_adapter, load_base, load_tokenizer
+from mistral.model import CausalLMArguments, check_adapter_folder, load_adapter, load_base, load_tokenizer
 from mistral.prompts import PromptArguments, PromptFormat, make_format
 
 def batch_size_setting():
@@ -59,7 +59,7 @@ class EvalArguments(ScoringArguments, TrackingArguments, RemoteCodeArguments):
     max_new_tokens: int = setting(5, "tokens generated per review in generate mode", at_least=1)
     output_dir: str = run_folder_setting("runs/mistral_eval")
 
-SETTINGS = (EvalArguments, BalancedArguments, ModelArguments, PromptArguments)
+SETTINGS = (EvalArguments, BalancedArguments, CausalLMArguments, PromptArguments)
 
 
 def left_pad(batch: list[list[int]], pad_id: int, device) -> dict[str, torch.Tensor]:

@@ -15,7 +15,7 @@ from mistral.prompts import set_padding
 
 
 @dataclass
-class ModelArguments(PrecisionArguments):
+class CausalLMArguments(PrecisionArguments):
     model_name_or_path: str = setting("mistralai/Mistral-7B-Instruct-v0.2", "Hub id or local folder of the causal LM")
     load_in_4bit: bool = setting(True, "NF4 with double quantisation (QLoRA); false: plain LoRA in `precision`")
     lora_r: int = setting(64, "LoRA rank", at_least=1)

@@ -39,7 +39,7 @@ from mistral.evaluate import evaluate_reviews
 from mistral.learning_guard import LearningGuard
 from common.precision import precision_record, resolve_precision, trainer_fields
 from mistral.data import balanced_splits
-from mistral.model import ModelArguments, add_lora, load_base, load_tokenizer
+from mistral.model import CausalLMArguments, add_lora, load_base, load_tokenizer
 from mistral.prompts import PromptArguments, make_format
 
 
@@ -47,8 +47,8 @@ from mistral.prompts import PromptArguments, make_format
 class ScriptArguments:
     merge: bool = setting(False, "also write merged/: unquantised base weights with the adapter folded in")
 
-SETTINGS = (ScriptArguments, BalancedArguments, ModelArguments, PromptArguments, SFTConfig)
-# The script's defaults where TRL's would not run it: mixed precision follows ModelArguments.precision (configure sets
+SETTINGS = (ScriptArguments, BalancedArguments, CausalLMArguments, PromptArguments, SFTConfig)
+# The script's defaults where TRL's would not run it: mixed precision follows the precision setting (configure sets
 # bf16 or fp16), and TRL's bf16=True would already fail at parsing on a machine without bf16; the best epoch is
 # chosen on eval accuracy, so there must be evaluations. per_device_eval_batch_size is also label scoring's batch.
 DEFAULTS = {"bf16": False, "eval_strategy": "epoch", "save_strategy": "epoch", "per_device_eval_batch_size": 8}
@@ -78,7 +78,7 @@ class EvalAccuracy(TrainerCallback):
             PartialState().wait_for_everyone()
 
 
-def configure(sft: SFTConfig, model_args: ModelArguments) -> SFTConfig:
+def configure(sft: SFTConfig, model_args: CausalLMArguments) -> SFTConfig:
     """Mixed precision from the precision setting; paged optimizers need CUDA, so CPU runs fall back to plain AdamW."""
     changes = {**trainer_fields(resolve_precision(model_args.precision)[0]), "completion_only_loss": True}
     if not torch.cuda.is_available() and sft.optim.startswith("paged_"):
@@ -216,7 +216,7 @@ def main(argv=None) -> dict | None:
     return results
 
 
-def merge(model_args: ModelArguments, adapter: Path, folder: Path, trust_remote_code: bool = False) -> None:
+def merge(model_args: CausalLMArguments, adapter: Path, folder: Path, trust_remote_code: bool = False) -> None:
     """Fold the adapter into unquantised base weights (merging into 4-bit weights would lose precision)."""
     from mistral.model import load_adapter
 

@@ -23,7 +23,7 @@ from common.metrics import classification_metrics
 from common.run_folder import RunLogger
 from mistral.data import balanced_splits
 from mistral.evaluate import ScoringArguments, left_pad
-from mistral.model import ModelArguments, load_adapter, load_base, load_tokenizer
+from mistral.model import CausalLMArguments, load_adapter, load_base, load_tokenizer
 from mistral.prompts import SAMPLE_REVIEW, PromptArguments, make_format
 
 
@@ -31,7 +31,7 @@ from mistral.prompts import SAMPLE_REVIEW, PromptArguments, make_format
 class MassArguments(ScoringArguments):
     output_dir: str = setting("runs/variant_mass", "the run folder: config and results")
 
-SETTINGS = (MassArguments, BalancedArguments, ModelArguments, PromptArguments)
+SETTINGS = (MassArguments, BalancedArguments, CausalLMArguments, PromptArguments)
 
 
 def prefix_tokens(fmt, word: str) -> set[int]:

@@ -65,17 +65,17 @@ def script_settings():
     from baseline.tfidf import BaselineConfig
     from common.data import BalancedArguments
     from distilbert.data import DataArguments
-    from distilbert.model import ModelArguments as EncoderArguments
+    from distilbert.model import EncoderArguments
     from distilbert.train_loop import LoopConfig
     from mistral.evaluate import EvalArguments
-    from mistral.model import ModelArguments
+    from mistral.model import CausalLMArguments
     from mistral.prompts import PromptArguments
     from mistral.train_sft import ScriptArguments as SFTScript
 
     return {"baseline.yaml": (BaselineConfig,), "distilbert_loop.yaml": (LoopConfig,),
             "distilbert_trainer.yaml": (EncoderArguments, DataArguments, TrainingArguments),
-            "mistral_sft.yaml": (SFTScript, BalancedArguments, ModelArguments, PromptArguments, SFTConfig),
-            "mistral_eval.yaml": (EvalArguments, BalancedArguments, ModelArguments, PromptArguments)}
+            "mistral_sft.yaml": (SFTScript, BalancedArguments, CausalLMArguments, PromptArguments, SFTConfig),
+            "mistral_eval.yaml": (EvalArguments, BalancedArguments, CausalLMArguments, PromptArguments)}
 
 
 def same(parsed, written) -> bool:

@@ -5,7 +5,7 @@ import pytest
 import distilbert.train_trainer as tt
 from common.config import ConfigError, UserError, parse
 from distilbert.data import DataArguments
-from distilbert.model import ModelArguments
+from distilbert.model import EncoderArguments
 from tests.conftest import ROOT, run_on_synthetic
 
 CONFIG = str(ROOT / "configs/distilbert_trainer.yaml")
@@ -57,7 +57,7 @@ def test_best_checkpoint_is_chosen_by_validation_accuracy(trainer_run):
 
 
 def test_yaml_and_command_line_reach_training_arguments():
-    model, data, training = parse([ModelArguments, DataArguments, tt.TrainingArguments],
+    model, data, training = parse([EncoderArguments, DataArguments, tt.TrainingArguments],
                                   ["--config", CONFIG, "--learning_rate", "3e-5", "--max_train_samples", "10",
                                    "--report_to", "none", "--use_cpu", "true"])
     assert training.learning_rate == pytest.approx(3e-5)
@@ -73,7 +73,7 @@ def test_yaml_and_command_line_reach_training_arguments():
 ])
 def test_bad_settings(argv, match):
     with pytest.raises(ConfigError, match=match):
-        parse([ModelArguments, DataArguments, tt.TrainingArguments], ["--config", CONFIG, *argv])
+        parse([EncoderArguments, DataArguments, tt.TrainingArguments], ["--config", CONFIG, *argv])
 
 
 def test_resume_from_latest_checkpoint(tiny_distilbert, imdb_dir, tmp_path):

@@ -61,10 +61,10 @@ def test_trainer_and_loop_pick_the_same_precision(tmp_path):
     from transformers import TrainingArguments
 
     from common.precision import accelerate_mixed_precision, resolve_precision
-    from distilbert.model import ModelArguments
+    from distilbert.model import CausalLMArguments
     from distilbert.train_trainer import build_args
 
-    args, _ = build_args(ModelArguments(), TrainingArguments(output_dir=str(tmp_path), report_to="none"))
+    args, _ = build_args(CausalLMArguments(), TrainingArguments(output_dir=str(tmp_path), report_to="none"))
     trainer = "bf16" if args.bf16 else "fp16" if args.fp16 else "no"
     loop = Accelerator(mixed_precision=accelerate_mixed_precision(resolve_precision("auto")[0])).mixed_precision
     # native bf16 arrived with compute capability 8.0 (Ampere); older cards (T4, V100) emulate it: fp16 there

@@ -221,11 +221,11 @@ def test_adapter_reloads_and_scores_identically(learned_run):
 def test_merged_logits_equal_base_plus_adapter(learned_run, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from mistral.model import ModelArguments, load_adapter
+    from mistral.model import CausalLMArguments, load_adapter
 
     tmp, model, _ = learned_run
     adapter = tmp / "run" / "best_adapter"
-    train_sft.merge(ModelArguments(model_name_or_path=str(model), load_in_4bit=False, precision="fp32"), adapter,
+    train_sft.merge(CausalLMArguments(model_name_or_path=str(model), load_in_4bit=False, precision="fp32"), adapter,
                     tmp_path / "merged")
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged", dtype=torch.float32)
     base, _ = load_base(str(model), load_in_4bit=False, precision="fp32")

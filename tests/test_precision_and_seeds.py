@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import load_file
 
 from common import precision as prec
-from distilbert.model import ModelArguments
+from distilbert.model import EncoderArguments
 from fixtures.synthetic import write_imdb
 from tests.conftest import ROOT
 from tests.cpu_kinds import fake_cpu, force_bitsandbytes_source
@@ -66,7 +66,7 @@ def test_trainer_script_takes_bf16_on_a_bf16_cpu_unless_told_no(monkeypatch, tmp
     from distilbert import train_trainer
 
     fake_cpu(monkeypatch, avx512_bf16=True)
-    args, reason = train_trainer.build_args(ModelArguments(precision=setting),
+    args, reason = train_trainer.build_args(EncoderArguments(precision=setting),
                                             TrainingArguments(output_dir=str(tmp_path), report_to="none"))
     assert (args.bf16, args.fp16) == (bf16, False)
     assert args.use_cpu == bf16  # TrainingArguments takes bf16 without a GPU only on use_cpu
@@ -77,12 +77,12 @@ def test_trainer_script_takes_bf16_on_a_bf16_cpu_unless_told_no(monkeypatch, tmp
 def test_sft_script_takes_bf16_on_a_bf16_cpu_unless_told_fp32(monkeypatch, tmp_path, dtype, bf16):
     from trl import SFTConfig
 
-    from mistral.model import ModelArguments as MistralModelArguments
+    from mistral.model import CausalLMArguments
     from mistral.train_sft import configure
 
     fake_cpu(monkeypatch, avx512_bf16=True)
     sft = configure(SFTConfig(output_dir=str(tmp_path), report_to="none", bf16=False),
-                    MistralModelArguments(precision=dtype))
+                    CausalLMArguments(precision=dtype))
     assert (sft.bf16, sft.fp16, sft.use_cpu) == (bf16, False, bf16)
 
 
@@ -103,7 +103,7 @@ def test_trainer_script_and_loop_pick_the_same_precision(monkeypatch, tmp_path, 
     monkeypatch.setattr(train_loop, "Accelerator", catch)
     with pytest.raises(Built) as loop_choice:
         train_loop.main(["--config", str(ROOT / "configs/distilbert_loop.yaml"), "--output_dir", str(tmp_path)])
-    args, _ = train_trainer.build_args(ModelArguments(),
+    args, _ = train_trainer.build_args(EncoderArguments(),
                                        TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True))
     expected = "bf16" if native else "fp16"
     assert (args.bf16, args.fp16) == (native, not native)

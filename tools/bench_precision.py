@@ -103,9 +103,9 @@ def encoder_step(encoder: str, reviews: list[str], dtype: str, compiled: bool = 
 
 def qlora_model(causal_lm: str, dtype: str):
     """The causal LM in 4-bit NF4 with the recipe's LoRA adapters (mistral.model's defaults), and its tokenizer."""
-    from mistral.model import ModelArguments, add_lora, load_base
+    from mistral.model import CausalLMArguments, add_lora, load_base
 
-    lora = ModelArguments()
+    lora = CausalLMArguments()
     torch.manual_seed(0)
     model, tokenizer = load_base(causal_lm, load_in_4bit=True, precision=dtype)
     model = add_lora(model, r=lora.lora_r, alpha=lora.lora_alpha, dropout=lora.lora_dropout,
