@@ -132,7 +132,7 @@ mutation:
 
 # The GPU check (tools/gpu_check.py): at most 8 minutes on one GPU; prints a table, writes $(GPU_CHECK_OUT). It runs
 # with the machine's own python3 where there is no .venv, and installs from $(WHEELS) the packages that machine lacks
-# (no network needed there). Fill $(WHEELS) beforehand, where pip reaches PyPI: make gpu-wheels (about 45 MB).
+# (no network needed there). Fill $(WHEELS) beforehand, where pip reaches PyPI: make gpu-wheels (the lock's versions).
 WHEELS ?= .whl
 GPU_CHECK_OUT ?= results/gpu_check.json
 GPU_PY = $(if $(wildcard $(PY)),$(PY),python3)
@@ -140,7 +140,7 @@ WHEEL_PLATFORMS = --python-version 3.12 --implementation cp --platform manylinux
 	--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux_2_24_x86_64
 gpu-wheels:
 	$(PYTHON) -m pip download --no-deps --only-binary=:all: $(WHEEL_PLATFORMS) -d $(WHEELS) \
-		bitsandbytes==0.50.2 trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19
+		$(shell grep -E '^(bitsandbytes|trl|datasets|dill|multiprocess)==' $(LOCK) | cut -d' ' -f1)
 
 gpu-check:
 	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(GPU_PY) -m tools.gpu_check --wheels $(WHEELS) --out $(GPU_CHECK_OUT)

@@ -1,7 +1,8 @@
 """Collect every results.json under a runs folder into one markdown table, next to the published figures.
 
-    make report                      # runs/ -> results/RESULTS.md, and results/ERRORS.md beside it
-    python -m analysis.report --runs runs --out results/RESULTS.md --errors 5
+    make report                      # runs/ -> runs/RESULTS.md, and runs/ERRORS.md beside it
+    make report RUNS=results         # the committed runs -> results/RESULTS.md, and the README's results table
+    python -m analysis.report --runs results --readme README.md --errors 0
 
 Runs repeated over seeds (make seeds: a folder with seeds.json) get a mean ± sd table. ERRORS.md lists each run's
 most confident test errors (the first 200 characters of the review, its label, the prediction and its score), from the
@@ -25,6 +26,17 @@ from common.predictions import prediction_files
 from common.stats import confusion_intervals
 
 SMOKE_PARAMETERS = 20_000_000
+# The README's table names each run by its model first, and says when that model stands in for the experiment's own
+MODEL_NAMES = {"models/minilm-l6": "all-MiniLM-L6-v2", "models/smollm2-135m-instruct": "SmolLM2-135M-Instruct",
+               "distilbert-base-uncased": "DistilBERT-base-uncased",
+               "mistralai/Mistral-7B-Instruct-v0.2": "Mistral-7B-Instruct-v0.2",
+               "tfidf(1-2gram)+logreg": "TF-IDF word 1–2-grams + logistic regression"}
+STANDS_IN_FOR = {"distilbert": ("distilbert-base-uncased", "DistilBERT-base"),
+                 "mistral": ("mistralai/Mistral-7B-Instruct-v0.2", "Mistral-7B")}
+METHODS = {"distilbert.train_loop": "hand-written loop", "distilbert.train_trainer": "HF Trainer",
+           "mistral.train_sft": "QLoRA SFT script", "mistral.evaluate": "label scoring", "baseline.tfidf": "baseline"}
+TABLE_START = "<!-- results table: made by `make report RUNS=results` from results/; do not edit by hand -->"
+TABLE_END = "<!-- end of results table -->"
 PUBLISHED = [  # the original work's figures: quoted, not measured here
     ("DistilBERT, hand-written loop", "random_70_10_20", 0.9382),
     ("DistilBERT, HF Trainer", "random_70_10_20", 0.9356),
@@ -125,6 +137,50 @@ def seeds_table(runs: Path) -> list[str]:
             "|" + " --- |" * 8] + rows
 
 
+def precision_of(results: dict) -> str:
+    """The precision a run computed in; runs recorded before the one `precision` key used Accelerate's name or
+    compute_dtype."""
+    recorded = results.get("precision") or results.get("mixed_precision") or results.get("compute_dtype") or "-"
+    return "fp32" if recorded == "no" else recorded
+
+
+def summary_table(runs: Path, link_from: Path) -> list[str]:
+    """The README's table: every measured run under runs, named model first, linked to its results.json (relative to
+    the page at link_from)."""
+    import os
+
+    lines = ["| model | method | protocol | precision | train / test reviews | test accuracy (95% interval) | "
+             "macro F1 | run record |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for folder, results in read_results(runs):
+        if is_smoke(folder, results, runs) or not evaluations(results):
+            continue
+        script, model = results.get("script", "?"), str(results.get("model", "?"))
+        name = MODEL_NAMES.get(model, model)
+        own, experiment = STANDS_IN_FOR.get(script.split(".")[0], (model, ""))
+        if model != own:
+            name += f" (stand-in for {experiment})"
+        link = Path(os.path.relpath(folder / "results.json", link_from.parent)).as_posix()
+        manifest = results.get("manifest", {})
+        trained = (results.get("split_sizes_used") or {}).get("train") or manifest["splits"]["train"]["size"]
+        for label, m in evaluations(results):
+            method = METHODS.get(script, script) + (f", {label}" if label else "")
+            lines.append(f"| {name} | {method} | `{manifest.get('protocol', '?')}` | {precision_of(results)} | "
+                         f"{trained:,} / {m['n']:,} | **{with_interval(m, 'accuracy', pct)}** | "
+                         f"{m['f1']:.4f} | [{folder.relative_to(runs).as_posix()}]({link}) |")
+    return lines
+
+
+def write_readme_table(readme: Path, runs: Path) -> None:
+    """Put the summary table between the README's two markers (a page without them is an error: nothing is lost)."""
+    text = readme.read_text()
+    if TABLE_START not in text or TABLE_END not in text:
+        raise UserError(f"{readme}: no results-table markers ({TABLE_START} ... {TABLE_END})")
+    before, rest = text.split(TABLE_START, 1)
+    after = rest.split(TABLE_END, 1)[1]
+    table_text = "\n".join([TABLE_START, *summary_table(runs, readme), TABLE_END])
+    atomic_write(readme, lambda tmp: tmp.write_text(before + table_text + after))
+
+
 def build_report(runs: Path) -> str:
     measured, smoke = [], []
     for folder, results in read_results(runs):
@@ -186,6 +242,7 @@ class ReportArguments:
     out: str | None = setting(None, "the markdown file written; default: RESULTS.md in the runs folder")
     errors: int = setting(5, "confident errors listed per evaluation in ERRORS.md (beside out); 0: no ERRORS.md",
                           at_least=0)
+    readme: str | None = setting(None, "also rewrite the results table of this page (between its markers)")
 
 
 SETTINGS = (ReportArguments,)
@@ -203,6 +260,9 @@ def main(argv=None) -> Path:
         print(f"wrote {errors}")
     out = atomic_write(out, lambda tmp: tmp.write_text(text))
     print(f"wrote {out}")
+    if args.readme:
+        write_readme_table(Path(args.readme), runs)
+        print(f"rewrote the results table of {args.readme}")
     return out
 
 
