@@ -1,4 +1,9 @@
-"""Loading a causal LM for the Mistral experiment: 4-bit NF4 (bitsandbytes) or not, LoRA adapters (peft)."""
+"""Loading a causal LM for the Mistral experiment: 4-bit NF4 (bitsandbytes) or not, LoRA adapters (peft).
+
+The quantisation and LoRA configurations are TRL's own (get_quantization_config, get_peft_config on a
+trl.ModelConfig made from our settings). Two pieces stay ours, each saying why: the settings class (one precision
+setting for both experiments) and applying the adapter (the QLoRA preparation TRL's SFTTrainer leaves out).
+"""
 from __future__ import annotations
 
 import json
@@ -16,6 +21,9 @@ from mistral.prompts import set_padding
 
 @dataclass
 class CausalLMArguments(PrecisionArguments):
+    """The QLoRA scripts' model settings. Not trl.ModelConfig as the settings class: its dtype `auto` means the
+    checkpoint's dtype, where `precision: auto` (both experiments' setting) means what the hardware computes
+    natively; trl_config() makes the ModelConfig that TRL's helpers read."""
     model_name_or_path: str = setting("mistralai/Mistral-7B-Instruct-v0.2", "Hub id or local folder of the causal LM")
     load_in_4bit: bool = setting(True, "NF4 with double quantisation (QLoRA); false: plain LoRA in `precision`")
     lora_r: int = setting(64, "LoRA rank", at_least=1)
@@ -37,16 +45,24 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
     return tokenizer
 
 
+def trl_config(**fields):
+    """TRL's ModelConfig for its helpers: the QLoRA recipe's NF4 with double quantisation, LoRA for a causal LM."""
+    from trl import ModelConfig
+
+    return ModelConfig(bnb_4bit_quant_type="nf4", use_bnb_nested_quant=True, lora_task_type="CAUSAL_LM", **fields)
+
+
 def load_base(name: str, load_in_4bit: bool = True, precision: str = "auto", trust_remote_code: bool = False,
               tokenizer=None):
     """The base model (4-bit NF4 with double quantisation computing in `precision`, or in `precision`) and its
     tokenizer."""
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    from transformers import AutoModelForCausalLM
+    from trl import get_quantization_config
 
     tokenizer = tokenizer or load_tokenizer(name, trust_remote_code)
     torch_dtype = compute_dtype(precision)
-    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                      bnb_4bit_compute_dtype=torch_dtype) if load_in_4bit else None
+    quantization = get_quantization_config(trl_config(model_name_or_path=name, load_in_4bit=load_in_4bit,
+                                                      dtype=str(torch_dtype).removeprefix("torch.")))
     device_map = {"": PartialState().local_process_index} if torch.cuda.is_available() else None  # one GPU per process
     try:
         model = AutoModelForCausalLM.from_pretrained(name, quantization_config=quantization, dtype=torch_dtype,
@@ -78,16 +94,20 @@ def keep_4bit_layers_trainable(model) -> int:
 
 def add_lora(model, *, r: int, alpha: int, dropout: float, target_modules: list[str], quantized: bool,
              gradient_checkpointing: bool = True):
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    """LoRA adapters (TRL's get_peft_config) on the base, after the QLoRA preparation. Applied here, not by
+    SFTTrainer(peft_config=...): TRL 1.16 applies the adapter without prepare_model_for_kbit_training, which casts
+    the norms to fp32 and lets gradients through frozen 4-bit layers under checkpointing, as the QLoRA recipe does."""
+    from peft import get_peft_model, prepare_model_for_kbit_training
+    from trl import get_peft_config
 
-    if quantized:  # casts norms to fp32, enables input grads for checkpointing through frozen 4-bit layers
+    if quantized:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
                                                 gradient_checkpointing_kwargs={"use_reentrant": False})
     elif gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules),
-                        bias="none", task_type="CAUSAL_LM")
+    config = get_peft_config(trl_config(use_peft=True, lora_r=r, lora_alpha=alpha, lora_dropout=dropout,
+                                        lora_target_modules=list(target_modules)))
     try:
         return get_peft_model(model, config)
     except ValueError as e:
