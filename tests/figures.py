@@ -1,6 +1,6 @@
 """The figures on the README and docs/ pages, and where docs/figures.yaml says each comes from.
 
-A figure is a number written with a unit (%, points, x, s, min, h, MiB, GiB), a thousands separator or a decimal
+A figure is a number written with a unit (%, points, x, s or seconds, min or minutes, h or hours, MiB, GiB), a thousands separator or a decimal
 point, or a whole number of 100 or more, outside code, links' targets and the generated tables. docs/figures.yaml
 binds each figure about our runs, per page, to its source: `FILE#KEY` (FILE under results/, KEY a dotted path into
 its JSON, list items by number), a list of such sources that all hold it, {sum|min|max|abs: [sources]} for a figure
@@ -36,9 +36,10 @@ SETTINGS = {  # figures that are settings, definitions, goals or versions, not m
     "85%": "the mutation-testing goal (share of mutants killed)",
 }
 NUMBER = r"[+\-−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
-UNITS = r"%|\s?points\b|x\b|\s?s\b|\s?min\b|\s?h\b|\s?MiB\b|\s?GiB\b"
+UNITS = r"%|\s?points\b|x\b|\s?s\b|\s?seconds?\b|\s?min\b|\s?minutes?\b|\s?h\b|\s?hours?\b|\s?MiB\b|\s?GiB\b"
 TOKEN = re.compile(rf"(?<![\w.\-/=])({NUMBER})(?:–({NUMBER}))?({UNITS})?(?![\w]|\.\d)")
-SCALE = {"%": 100, "points": 100, "min": 1 / 60, "h": 1 / 3600, "GiB": 1 / 1024}
+SCALE = {"%": 100, "points": 100, "min": 1 / 60, "minute": 1 / 60, "minutes": 1 / 60, "h": 1 / 3600, "hour": 1 / 3600,
+         "hours": 1 / 3600, "GiB": 1 / 1024}
 
 
 @dataclass(frozen=True)
