@@ -13,6 +13,8 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read once, when c
 from fixtures.synthetic import write_imdb  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+# make run by a test: no "Entering directory" lines when the tests themselves run under make (make test)
+MAKE = ["make", "--no-print-directory"]
 
 
 @pytest.fixture

@@ -1,11 +1,12 @@
 """The figures on the README and docs/ pages, and where docs/figures.yaml says each comes from.
 
-A figure is a number written with a unit (%, points, x, s or seconds, min or minutes, h or hours, MiB, GiB), a thousands separator or a decimal
-point, or a whole number of 100 or more, outside code, links' targets and the generated tables. docs/figures.yaml
-binds each figure about our runs, per page, to its source: `FILE#KEY` (FILE under results/, KEY a dotted path into
-its JSON, list items by number), a list of such sources that all hold it, {sum|min|max|abs: [sources]} for a figure
-computed from them, or {not_measured: why} for a figure that is a setting, a goal, a version or arithmetic on
-published figures on that page. The value must round to the figure as written, in its unit and decimals.
+A figure is a number written with a unit (%, points, x, s or seconds, min or minutes, h or hours, MiB, GiB), a
+thousands separator or a decimal point, or a whole number of 100 or more, outside code, links' targets and the
+generated tables. docs/figures.yaml binds each figure about our runs, per page, to its source: `FILE#KEY` (FILE under
+results/, KEY a dotted path into its JSON, list items by number), a list of such sources that all hold it,
+{sum|min|max|abs: [sources]} for a figure computed from them, or {not_measured: why} for a figure that is a setting,
+a goal, a version or arithmetic on published figures on that page. The value must round to the figure as written,
+in its unit and decimals.
 
     python -m tests.figures README.md      # the page's figures that nothing binds, with the keys that hold them
 """

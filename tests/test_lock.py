@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from common import environment as env
-from tests.conftest import ROOT
+from tests.conftest import MAKE, ROOT
 from tools.lock import keep
 
 
@@ -23,7 +23,7 @@ def test_the_lock_pins_every_line_and_keeps_torch_but_not_its_cuda_packages():
 def test_the_makefile_installs_the_locks_torch():
     import subprocess
 
-    out = subprocess.run(["make", "-n", "torch", "VENV=/nonexistent"], cwd=ROOT, capture_output=True, text=True)
+    out = subprocess.run([*MAKE, "-n", "torch", "VENV=/nonexistent"], cwd=ROOT, capture_output=True, text=True)
     assert f"torch=={env.locked_versions()['torch']}" in out.stdout
 
 

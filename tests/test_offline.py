@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from fixtures.synthetic import write_imdb
-from tests.conftest import ROOT
+from tests.conftest import MAKE, ROOT
 
 SET_UP = ["-o", "models/manifest.json", "-o", ".venv/bin/python"]  # make: take these as made, as after set-up
 SET_UP_TARGETS = {"setup", "torch", "lock", "gpu-wheels", "clean"}  # the ones that install: they may need an index
@@ -22,7 +22,7 @@ def phony_targets() -> set[str]:
 
 def recipe(target: str) -> str:
     """The commands `make TARGET` would run on a machine that is set up (make -n prints, runs nothing)."""
-    out = subprocess.run(["make", "-n", *SET_UP, target, *VARIABLES.get(target, [])], cwd=ROOT, capture_output=True,
+    out = subprocess.run([*MAKE, "-n", *SET_UP, target, *VARIABLES.get(target, [])], cwd=ROOT, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return out.stdout
@@ -46,7 +46,7 @@ def test_models_does_nothing_while_its_manifest_is_current():
     for source in ("requirements.lock", "tools/prepare_models.py"):
         if (ROOT / source).stat().st_mtime > manifest.stat().st_mtime:
             pytest.skip(f"{source} is newer than models/manifest.json: make models would convert again")
-    out = subprocess.run(["make", "-n", "models"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    out = subprocess.run([*MAKE, "-n", "models"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert [line for line in out.stdout.splitlines() if "Nothing to be done" not in line] == []
 
 
@@ -59,7 +59,7 @@ def test_make_small_runs_with_no_index_and_no_hub(tmp_path):
         pytest.skip("make models has not run here")
     data = write_imdb(tmp_path / "imdb", n_train=600, n_test=1000)
     env = {**os.environ, "PIP_NO_INDEX": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
-    out = subprocess.run(["make", "small", f"OUT={tmp_path / 'small'}", f"DATA_DIR={data}", "REPORT_TO=none",
+    out = subprocess.run([*MAKE, "small", f"OUT={tmp_path / 'small'}", f"DATA_DIR={data}", "REPORT_TO=none",
                           "ARGS=--max_steps 2 --eval_steps 2 --save_steps 2"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=1800)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

@@ -8,7 +8,7 @@ from common.config import UserError
 
 from analysis.plots import PANELS, plot_run
 from analysis.report import build_report
-from tests.conftest import ROOT
+from tests.conftest import MAKE, ROOT
 
 
 def write_run(folder, rows, results):
@@ -244,9 +244,9 @@ def test_report_writes_into_the_runs_folder_and_leaves_the_committed_table_alone
     (runs / "a" / "results.json").write_text(json.dumps({"script": "baseline.tfidf", "test": {"accuracy": 0.9}}))
     assert report(["--runs", str(runs), "--errors", "0"]) == runs / "RESULTS.md"
     assert sorted(p.name for p in runs.iterdir()) == ["RESULTS.md", "a"]
-    recipe = subprocess.run(["make", "-n", "report"], cwd=ROOT, capture_output=True, text=True).stdout
+    recipe = subprocess.run([*MAKE, "-n", "report"], cwd=ROOT, capture_output=True, text=True).stdout
     assert "--runs runs" in recipe and "results/" not in recipe
-    recipe = subprocess.run(["make", "-n", "report", "RUNS=results"], cwd=ROOT, capture_output=True, text=True).stdout
+    recipe = subprocess.run([*MAKE, "-n", "report", "RUNS=results"], cwd=ROOT, capture_output=True, text=True).stdout
     assert "--runs results" in recipe and "--out" not in recipe
 
 

@@ -10,7 +10,7 @@ import yaml
 
 from common.config import UserError
 from analysis.seeds import main as seeds
-from tests.conftest import ROOT
+from tests.conftest import MAKE, ROOT
 
 
 def fake_seed_run(folder, seed, accuracy, f1=None, test_sha="abc", **config):
@@ -77,7 +77,7 @@ def test_needs_two_runs(tmp_path):
 def make_seeds(tiny_distilbert, imdb_dir, out, tmp_path):
     args = (f"--model_name_or_path {tiny_distilbert} --report_to none --num_train_epochs 1 --max_length 64 "
             f"--learning_rate 1e-3 --warmup_steps 2 --logging_steps 10 --save_steps 100 --cache_dir {tmp_path / 'c'}")
-    return subprocess.run(["make", "-C", str(ROOT), "seeds", "TARGET=distilbert-loop", "SEEDS=1,2", f"OUT={out}",
+    return subprocess.run([*MAKE, "-C", str(ROOT), "seeds", "TARGET=distilbert-loop", "SEEDS=1,2", f"OUT={out}",
                            f"DATA_DIR={imdb_dir}", f"ARGS={args}", f"PY={sys.executable}"],
                           capture_output=True, text=True, timeout=600)
 
@@ -113,7 +113,7 @@ def test_report_shows_the_spread_over_seeds(tmp_path):
 
 @pytest.mark.parametrize("target", ["small", "mistral-eval", "report"])
 def test_make_seeds_refuses_a_target_that_is_not_one_run_with_a_seed(target, tmp_path):
-    out = subprocess.run(["make", "seeds", f"TARGET={target}", f"OUT={tmp_path}"], cwd=ROOT, capture_output=True,
+    out = subprocess.run([*MAKE, "seeds", f"TARGET={target}", f"OUT={tmp_path}"], cwd=ROOT, capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 2 and not any(tmp_path.iterdir())
     assert out.stdout.startswith(f"make seeds: TARGET={target} is not one run with a seed; expected one of: ")
