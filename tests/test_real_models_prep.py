@@ -48,7 +48,7 @@ def test_a_failed_conversion_leaves_no_folder(tmp_path, monkeypatch):
 def test_missing_package_and_unknown_part_are_one_line_errors(tmp_path, monkeypatch):
     fake_part(monkeypatch, "gone", "no_such_module_for_this_test", lambda source, folder: None)
     assert not real_models.available("gone")
-    with pytest.raises(UserError, match=r"not installed: pip install -e '.\[real\]'"):
+    with pytest.raises(UserError, match=r"not installed \(make setup installs it\)"):
         real_models.prepare("gone", tmp_path)
     with pytest.raises(UserError, match="unknown model part 'llama'"):
         real_models.prepare("llama", tmp_path)

