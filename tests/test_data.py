@@ -113,6 +113,17 @@ def test_balanced_sizes_checked(imdb_dir):
         make_splits("balanced", data_dir=imdb_dir, n_test=1000)
 
 
+@pytest.mark.parametrize("key", ["n_train", "n_eval", "n_test"])
+def test_an_odd_balanced_size_setting_is_refused_with_its_key_and_value(key):
+    from common.config import ConfigError
+    from common.data import BalancedArguments
+
+    with pytest.raises(ConfigError, match=rf"^{key}: expected an even number \(half positive, half negative\), "
+                                          r"got 901$"):
+        BalancedArguments(**{key: 901})
+    assert getattr(BalancedArguments(**{key: 902}), key) == 902
+
+
 def write_split(folder, train=None, test=None):
     folder.mkdir(parents=True, exist_ok=True)
     raw = make_imdb(n_train=20, n_test=20, n_dup=0)
@@ -124,7 +135,7 @@ def write_split(folder, train=None, test=None):
 @pytest.mark.parametrize("problem, match", [
     ("missing_folder", "data folder not found"),
     ("missing_file", "test.parquet: file not found"),
-    ("not_parquet", "train.parquet: cannot read as parquet"),
+    ("not_parquet", r"train.parquet: cannot read as parquet \(.*magic bytes not found"),  # pyarrow's reason
     ("missing_column", "train.parquet: missing column.*label"),
     ("bad_label", r"train.parquet: label 2 at row 3 is outside \{0, 1\}"),
     ("empty_text", "test.parquet: empty text at row 5"),

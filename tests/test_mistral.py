@@ -80,14 +80,19 @@ def test_long_review_keeps_its_answer(tiny_mistral):
     assert fmt.tokenizer.decode(example["input_ids"]).count("[/INST]") == 1  # the prompt's end survived the cut
 
 
-@pytest.mark.parametrize("kw, match", [
-    ({"prompt_template": "Classify: {text}"}, "must contain the placeholder {review}"),
-    ({"answer_words": ["good", "good"]}, "two different words"),
-    ({"answer_words": ["positive", "positively"]}, "start with the same token"),
+@pytest.mark.parametrize("kw, pattern", [
+    ({"prompt_template": "Classify: {text}"}, r"prompt_template must contain the placeholder \{review\}"),
+    ({"answer_words": ["good", "good"]},
+     r"answer_words: expected two different words \(negative, positive\), got \['good', 'good'\]"),
+    # the token's name is this tiny BPE's; on Mistral's tokenizer: test_real_models
+    ({"answer_words": ["positive", "positively"]}, r"answer words \['positive', 'positively'\] start with the same "
+                                                   r"token '.+' under this tokenizer; choose words whose first tokens "
+                                                   r"differ"),
 ])
-def test_bad_prompt_settings(tiny_mistral, kw, match):
-    with pytest.raises(UserError, match=match):
+def test_bad_prompt_settings(tiny_mistral, kw, pattern):
+    with pytest.raises(UserError) as error:
         formatted(tiny_mistral, **kw)
+    assert re.fullmatch(pattern, str(error.value))
 
 
 @pytest.fixture(scope="module")
@@ -347,7 +352,10 @@ def test_evaluate_scores_the_split_it_is_given(tiny_mistral, imdb_dir, tmp_path,
 
     out = ev.main(["--config", EVAL_CONFIG, "--model_name_or_path", str(tiny_mistral), "--data_dir", str(imdb_dir),
                    "--split", "validation", "--n_train", "24", "--n_eval", "10", "--n_test", "6",
-                   "--max_length", "96", "--output_dir", str(tmp_path / "val"), "--report_to", "none"])
+                   "--max_length", "96", "--batch_size", "1", "--precision", "fp32",
+                   "--output_dir", str(tmp_path / "val"), "--report_to", "none"])
+    # a scoring batch of one review is a valid setting, and the precision set is the one recorded
+    assert out["precision"] == "fp32" and out["precision_reason"] == "set explicitly"
     splits, manifest = make_splits("balanced", 42, str(imdb_dir), n_train=24, n_eval=10, n_test=6)
     validation = splits["validation"]
     scored = pd.read_parquet(tmp_path / "val" / "predictions.parquet")

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from tools import prepare_models as real_models
+from common.config import UserError
 from common.data import clean_text
 from fixtures.synthetic import make_imdb, write_imdb
 from mistral import evaluate as ev
@@ -96,6 +97,24 @@ def test_answers_start_a_word_as_mistral_encodes_them(mistral_format, reference)
     for label, word in enumerate(PROMPT.answer_words):
         assert mistral_format.completion_ids[label] == reference.answer(word)  # ▁negative </s>, ▁positive </s>
         assert tokenizer.convert_ids_to_tokens(mistral_format.label_token_ids[label][0]) == "▁" + word
+
+
+def test_prompt_mistakes_on_mistral_tokenizer_get_errors_that_say_what_to_change(mistral_dir):
+    """Two mistakes SentencePiece makes easy, each one clear error: answers whose first token is the same word piece
+    (label scoring could not tell them apart), and a template ending in a space, which joins the answer's first
+    token (`▁negative`) and so shifts every answer."""
+    tokenizer = load_tokenizer(str(mistral_dir))
+    with pytest.raises(UserError) as error:
+        make_format(tokenizer, PromptArguments(answer_words=["positives", "positively"]), 256)  # ▁posit+ives, +ively
+    assert str(error.value) == ("answer words ['positives', 'positively'] start with the same token '▁posit' under "
+                                "this tokenizer; choose words whose first tokens differ")
+    with pytest.raises(UserError) as error:
+        make_format(tokenizer, PromptArguments(prompt_template="Review: {review}\nSentiment: ",
+                                               use_chat_template=False), 256)
+    assert str(error.value) == ("answer word 'negative' merges with the end of the prompt; end the template with a "
+                                "separator such as ':' or a newline")
+    make_format(tokenizer, PromptArguments(prompt_template="Review: {review}\nSentiment:", use_chat_template=False),
+                256)  # the same template without the space is fine
 
 
 def documented_answer_tokens(tokenizer_name: str) -> list[list[str]]:
