@@ -36,7 +36,7 @@ def test_the_map_names_only_pages_that_exist():
 
 
 PAGE = """The loop reached **85.55% (83.94–87.02%)** on 2,000 reviews in 642 s, and 1.42x faster in bf16.
-The official-split baseline got 90.4%; the original loop got 93.82% (published). Settings: 512 tokens, batch 16, lr 5e-5.
+The official baseline got 90.4%; the original loop got 93.82% (published). Settings: 512 tokens, batch 16, lr 5e-5.
 """
 BOUND = {"85.55%": "small/distilbert_loop/results.json#test.accuracy",
          "83.94%": "small/distilbert_loop/results.json#test.accuracy_ci95.0",
