@@ -117,8 +117,7 @@ def measure_train_step(cfg: BenchConfig, model) -> dict:
 
     lora = CausalLMArguments()
     model = add_lora(model, r=lora.lora_r, alpha=lora.lora_alpha, dropout=lora.lora_dropout,
-                     target_modules=lora.lora_target_modules,
-                     quantized=True)
+                     target_modules=lora.lora_target_modules, quantized=True)
     params = [p for p in model.parameters() if p.requires_grad]
     if torch.cuda.is_available():
         import bitsandbytes as bnb
